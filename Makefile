@@ -1,0 +1,58 @@
+# Refinery: `make run` runs the whole pipeline, `make test` the test suite; both set up everything first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.refinery-installed
+
+# Offline by design: models and data come from the package and the bundled DVC remote.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+export DO_NOT_TRACK := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export PATH := $(abspath $(BIN)):$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: help setup data run test lint format repro clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# CPU torch from the machine's wheel first: a range admitting a newer torch pulls CUDA builds.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)  ## create .venv and install the project
+
+data: setup  ## fetch the bundled dataset from the repository's DVC remote
+	$(BIN)/dvc pull --quiet
+
+run: data  ## run the whole pipeline on the defaults (local Prefect API, sqlite:///mlflow.db)
+	$(BIN)/refinery run
+
+repro: data  ## run the pipeline stage by stage with DVC
+	$(BIN)/dvc repro
+
+lint: setup  ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup  ## apply ruff's formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: data lint  ## lint, then the unit, integration and end-to-end tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:  ## remove run outputs and caches (keeps .venv and mlflow.db)
+	rm -rf artifacts runs .cache .pytest_cache .mypy_cache .ruff_cache

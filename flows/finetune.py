@@ -1,0 +1,82 @@
+"""The fine-tuning pipeline as a Prefect flow: the same step functions `dvc repro` runs.
+
+validate → tokenize → train → evaluate → gate → register, one task per step; the flow body
+holds only the order of the steps and the gate's branch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks import evaluation, gating, registry, tokenization, training, validation
+from tasks.config import load_params
+from tasks.errors import RefineryError
+from tasks.gating import GateDecision, GateFailed
+from tasks.layout import RunLayout
+from tasks.summary import run_summary_markdown
+
+
+def _retry_unless_user_error(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry transient failures only: bad data, params or a refused gate never change on retry."""
+    try:
+        state.result()
+    except RefineryError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+validate_step = task(validation.run_step, name="validate", cache_policy=NO_CACHE)
+# The tokenized splits are cached on disk under a key of their content (data, tokenizer files,
+# max_length rule, code version). That one cache serves Prefect and `dvc repro` alike; a second,
+# Prefect-side cache could disagree with it, so the task itself is not cached.
+tokenize_step = task(tokenization.run_step, name="tokenize", cache_policy=NO_CACHE)
+# A retry resumes from the last checkpoint of the interrupted attempt.
+train_step = task(
+    training.run_step, name="train", cache_policy=NO_CACHE, retries=1, retry_condition_fn=_retry_unless_user_error
+)
+evaluate_step = task(evaluation.run_step, name="evaluate", cache_policy=NO_CACHE)
+gate_step = task(gating.run_step, name="gate", cache_policy=NO_CACHE)
+register_step = task(
+    registry.register_step,
+    name="register",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_unless_user_error,
+)
+
+
+@flow(name="finetune", log_prints=True)
+def finetune(
+    params_path: str = "params.yaml", overrides: dict[str, Any] | None = None, workdir: str | None = None
+) -> dict[str, Any]:
+    """Fine-tune, evaluate, gate and register a model as configured by `params_path` + `overrides`.
+
+    `overrides` maps dotted keys to values, e.g. {"train.max_steps": 20}.
+    """
+    params = load_params(params_path, overrides)
+    layout = RunLayout(Path(workdir or Path("runs") / str(flow_run.get_name() or "local")))
+    validate_step(params, layout)
+    tokenize_step(params, layout)
+    train_step(params, layout)
+    metrics = evaluate_step(params, layout)
+    decision: GateDecision = gate_step(params, layout)
+    registration = register_step(params, layout, flow_run.get_id())
+    summary = run_summary_markdown(params, metrics, decision, registration)
+    create_markdown_artifact(summary, key="finetune-summary", description="Refinery run summary")
+    if not decision.passed and params.gate.on_fail == "fail":
+        raise GateFailed("gate failed: " + "; ".join(decision.reasons))
+    return {
+        "workdir": str(layout.root),
+        "metrics": metrics,
+        "gate": {"passed": decision.passed, "reasons": decision.reasons},
+        "registration": registration.to_dict(),
+    }

@@ -1,0 +1,188 @@
+"""One configuration: `params.yaml` parsed once into typed, validated models.
+
+Every step receives its own typed section; nothing below this module reads YAML.
+Errors name the key path and what was expected, in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from tasks.errors import RefineryError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(RefineryError):
+    """A user-facing configuration error: one line naming the file and key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the examples come from and how they are split."""
+
+    name: str = "banking77"
+    train_path: str = "data/banking77/train.csv"
+    test_path: str | None = "data/banking77/test.csv"
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    csv_delimiter: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    labels_path: str | None = None
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 42
+    max_train_samples: int | None = Field(None, gt=0)
+    max_test_samples: int | None = Field(None, gt=0)
+
+
+class ValidateConfig(_Section):
+    """Thresholds of the Great Expectations suite."""
+
+    min_text_length: int = Field(1, ge=1)
+    max_text_length: int = Field(2000, ge=1)
+    min_examples_per_class: int = Field(2, ge=1)
+    max_duplicate_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    allow_leakage: bool = False
+    max_failed_rows_shown: int = Field(10, ge=1)
+
+
+class TokenizeConfig(_Section):
+    """How texts become token ids."""
+
+    max_length: int | None = Field(None, gt=0)
+    length_percentile: float = Field(99.0, gt=0.0, le=100.0)
+    batch_size: int = Field(1000, gt=0)
+    num_proc: int | None = Field(None, gt=0)
+    cache_dir: str = ".cache/refinery/tokenized"
+
+
+class TrainConfig(_Section):
+    """Fine-tuning hyper-parameters, passed to the HF Trainer."""
+
+    base_model: str = "minilm"
+    learning_rate: float = Field(3e-4, gt=0.0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    epochs: float = Field(3.0, gt=0.0)
+    max_steps: int = -1
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
+    seed: int = 42
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    group_by_length: bool = True
+    early_stopping_patience: int | None = Field(2, ge=1)
+    metric_for_best_model: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = "accuracy"
+    eval_strategy: Literal["epoch", "steps"] = "epoch"
+    eval_steps: int | None = Field(None, gt=0)
+    logging_steps: int = Field(50, gt=0)
+    save_total_limit: int = Field(2, ge=1)
+    checkpoint_dir: str = ".cache/refinery/checkpoints"
+    resume: bool = True
+    progress_bars: bool = True
+
+    @model_validator(mode="after")
+    def _steps_need_eval_steps(self) -> TrainConfig:
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("train.eval_steps is required when train.eval_strategy is 'steps'")
+        return self
+
+
+class EvaluateConfig(_Section):
+    """Scoring of the test split."""
+
+    batch_size: int = Field(128, gt=0)
+
+
+class GateConfig(_Section):
+    """Minimum metrics a model must reach to be registered."""
+
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.85, "f1_macro": 0.80})
+    on_fail: Literal["fail", "complete"] = "fail"
+
+
+class RegisterConfig(_Section):
+    """Where and under which name the model is tracked and registered."""
+
+    model_name: str = "banking77-intent"
+    experiment: str = "refinery"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    alias: str = "challenger"
+
+
+class Params(_Section):
+    """The whole pipeline's configuration, one section per step."""
+
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    tokenize: TokenizeConfig = TokenizeConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig = GateConfig()
+    register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The effective configuration, with the same keys as params.yaml."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]).replace("validate_", "validate").replace("register_", "register")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{path}'"
+    got = first.get("input")
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: '{path}' {first['msg'].lower()}, got {got!r}{more}"
+
+
+def parse_value(text: str) -> Any:
+    """Parse one `--set` value the way YAML would (numbers, booleans, null, lists)."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `raw` with dotted keys (`train.learning_rate`) replaced."""
+    merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for dotted, value in overrides.items():
+        node = merged
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a raw mapping into `Params`, raising `ConfigError` with the key path."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read `path`, apply dotted overrides, and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return parse_params(apply_overrides(raw, overrides or {}), str(path))

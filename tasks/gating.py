@@ -1,0 +1,70 @@
+"""The gate: a pure decision from test metrics and thresholds, with its reasons."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from tasks.config import GateConfig, Params
+from tasks.errors import RefineryError
+from tasks.layout import RunLayout
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a model may be registered, and why."""
+
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    checks: dict[str, dict[str, float | bool]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "passed" if self.passed else "failed"
+
+    def to_json(self) -> str:
+        return json.dumps({"passed": self.passed, **asdict(self)}, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GateDecision:
+        raw = json.loads(text)
+        return cls(passed=bool(raw["passed"]), reasons=list(raw["reasons"]), checks=dict(raw["checks"]))
+
+
+class GateFailed(RefineryError):
+    """Raised when the gate refuses a model and `gate.on_fail` is `fail`."""
+
+
+def decide(metrics: dict[str, float], cfg: GateConfig) -> GateDecision:
+    """Compare every thresholded metric with its minimum; a missing metric fails the gate."""
+    reasons: list[str] = []
+    checks: dict[str, dict[str, float | bool]] = {}
+    passed = True
+    for name, minimum in sorted(cfg.thresholds.items()):
+        value = metrics.get(name)
+        if value is None:
+            passed = False
+            reasons.append(f"{name}: not computed (threshold {minimum:.4f})")
+            continue
+        ok = value >= minimum
+        passed = passed and ok
+        checks[name] = {"value": value, "threshold": minimum, "passed": ok}
+        relation = ">=" if ok else "<"
+        reasons.append(f"{name} {value:.4f} {relation} {minimum:.4f}")
+    if not cfg.thresholds:
+        reasons.append("no thresholds configured: every model passes")
+    return GateDecision(passed=passed, reasons=reasons, checks=checks)
+
+
+def run_step(params: Params, layout: RunLayout) -> GateDecision:
+    """Read the test metrics, decide, and write `gate.json` (a DVC metric)."""
+    metrics = json.loads(layout.eval_metrics.read_text(encoding="utf-8"))
+    decision = decide(metrics, params.gate)
+    layout.gate_json.write_text(decision.to_json(), encoding="utf-8")
+    return decision
+
+
+if __name__ == "__main__":
+    from tasks.stage import stage_main
+
+    stage_main(run_step)

@@ -1,0 +1,177 @@
+"""Fine-tuning a sequence classifier with the Hugging Face `Trainer`.
+
+Checkpoints live under `train.checkpoint_dir/<key>`, the key made from the tokenized data,
+the training params and the base model, so an interrupted run with the same inputs resumes
+from its last checkpoint, and a finished one starts afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import DatasetDict
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from tasks.base_models import fingerprint_files, resolve_base_model
+from tasks.config import Params, TrainConfig
+from tasks.data import read_splits
+from tasks.evaluation import classification_metrics
+from tasks.layout import RunLayout
+from tasks.tokenization import META_FILE, load_tokenized, load_tokenizer
+
+COMPLETE_MARKER = "TRAINING_COMPLETE"
+
+
+def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path) -> str:
+    """What makes two trainings the same: data, hyper-parameters, base weights' identity."""
+    digest = hashlib.sha256()
+    digest.update(tokenized_key.encode())
+    digest.update(cfg.model_dump_json(exclude={"progress_bars", "resume", "checkpoint_dir"}).encode())
+    digest.update(str(model_dir.resolve()).encode())
+    digest.update(fingerprint_files(model_dir, ("config.json", "model.safetensors", "pytorch_model.bin")).encode())
+    return digest.hexdigest()[:24]
+
+
+def load_base_model(model_dir: Path, labels: list[str]) -> PreTrainedModel:
+    """The base encoder with a new classification head sized and named for `labels`."""
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir),
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        ignore_mismatched_sizes=True,
+    )
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
+    """Map params onto `TrainingArguments`; mixed precision only where CUDA is present."""
+    cuda = torch.cuda.is_available()
+    best = None if cfg.early_stopping_patience is None else f"eval_{cfg.metric_for_best_model}"
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        seed=cfg.seed,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy=cfg.eval_strategy,
+        save_strategy=cfg.eval_strategy,
+        eval_steps=cfg.eval_steps,
+        save_steps=cfg.eval_steps if cfg.eval_strategy == "steps" else 500,
+        logging_steps=cfg.logging_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=best is not None,
+        metric_for_best_model=best,
+        greater_is_better=None if best is None else cfg.metric_for_best_model != "loss",
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=cuda and not torch.cuda.is_bf16_supported(),
+        report_to="none",
+        disable_tqdm=not cfg.progress_bars,
+    )
+
+
+def _compute_metrics(num_labels: int) -> Any:
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return classification_metrics(
+            np.argmax(logits, axis=-1).tolist(), np.asarray(prediction.label_ids).tolist(), num_labels
+        )
+
+    return compute
+
+
+def train_classifier(
+    tokenized: DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    model_dir: Path,
+    labels: list[str],
+    cfg: TrainConfig,
+    output_dir: Path,
+) -> tuple[Trainer, dict[str, Any]]:
+    """Train (resuming an interrupted run in `output_dir`), return the trainer and a summary."""
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is not None and (output_dir / COMPLETE_MARKER).exists():
+        shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
+        last = None
+    resume_from = last if cfg.resume else None
+    trainer = Trainer(
+        model=load_base_model(model_dir, labels),
+        args=training_arguments(cfg, output_dir),
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"] if len(tokenized["validation"]) else None,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_compute_metrics(len(labels)),
+        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else [],
+    )
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
+    summary = {
+        "train_loss": float(result.training_loss),
+        "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+        "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "global_steps": int(trainer.state.global_step),
+        "epochs_completed": float(trainer.state.epoch or 0.0),
+        "resumed": resume_from is not None,
+    }
+    if trainer.state.best_metric is not None:
+        summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)
+    return trainer, summary
+
+
+def history_frame(log_history: list[dict[str, Any]]) -> pd.DataFrame:
+    """Trainer logs as one row per logged step (train loss rows and validation rows merged)."""
+    frame = pd.DataFrame(log_history)
+    if frame.empty:
+        return pd.DataFrame(columns=["step", "epoch"])
+    frame = frame.rename(columns={"loss": "train_loss"})
+    keep = [c for c in frame.columns if c not in ("total_flos",) and not c.endswith(("_runtime", "_per_second"))]
+    frame = frame[keep].groupby("step", as_index=False).first()
+    return frame
+
+
+def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
+    """Train on the tokenized splits; save model + tokenizer, history and summary metrics."""
+    model_dir = resolve_base_model(params.train.base_model)
+    splits = read_splits(layout)
+    tokenized = load_tokenized(layout)
+    tokenized_key = json.loads((layout.tokenized_dir / META_FILE).read_text(encoding="utf-8"))["cache_key"]
+    output_dir = Path(params.train.checkpoint_dir) / checkpoint_key(tokenized_key, params.train, model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    trainer, summary = train_classifier(tokenized, tokenizer, model_dir, splits.labels, params.train, output_dir)
+    shutil.rmtree(layout.model_dir, ignore_errors=True)
+    trainer.save_model(str(layout.model_dir))
+    tokenizer.save_pretrained(str(layout.model_dir))
+    layout.train_dir.mkdir(parents=True, exist_ok=True)
+    history_frame(trainer.state.log_history).to_csv(layout.train_history, index=False)
+    summary["checkpoint_dir"] = str(output_dir)
+    layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+    return summary
+
+
+if __name__ == "__main__":
+    from tasks.stage import stage_main
+
+    stage_main(run_step)
