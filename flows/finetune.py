@@ -33,25 +33,27 @@ def _retry_unless_user_error(_task: Any, _run: Any, state: Any) -> bool:
     return False
 
 
-validate_step = task(validation.run_step, name="validate", cache_policy=NO_CACHE)
+validate_step = task(name="validate", cache_policy=NO_CACHE)(validation.run_step)
 # The tokenized splits are cached on disk under a key of their content (data, tokenizer files,
 # max_length rule, code version). That one cache serves Prefect and `dvc repro` alike; a second,
 # Prefect-side cache could disagree with it, so the task itself is not cached.
-tokenize_step = task(tokenization.run_step, name="tokenize", cache_policy=NO_CACHE)
+tokenize_step = task(name="tokenize", cache_policy=NO_CACHE)(tokenization.run_step)
 # A retry resumes from the last checkpoint of the interrupted attempt.
 train_step = task(
-    training.run_step, name="train", cache_policy=NO_CACHE, retries=1, retry_condition_fn=_retry_unless_user_error
-)
-evaluate_step = task(evaluation.run_step, name="evaluate", cache_policy=NO_CACHE)
-gate_step = task(gating.run_step, name="gate", cache_policy=NO_CACHE)
+    name="train",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_condition_fn=_retry_unless_user_error,
+)(training.run_step)
+evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(evaluation.run_step)
+gate_step = task(name="gate", cache_policy=NO_CACHE)(gating.run_step)
 register_step = task(
-    registry.register_step,
     name="register",
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_user_error,
-)
+)(registry.register_step)
 
 
 @flow(name="finetune", log_prints=True)

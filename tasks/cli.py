@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "(a local Prefect API starts by itself when no server is configured) and print a summary: "
         "test metrics, the gate decision with its reasons and the registered model URI.",
     )
-    run.add_argument("--params", default="params.yaml", metavar="FILE", help="params file (default: params.yaml)")
+    run.add_argument(
+        "--params", default="params.yaml", metavar="FILE", help="params file (default: params.yaml)"
+    )
     run.add_argument(
         "--set",
         dest="overrides",
@@ -56,7 +58,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "(e.g. --set train.learning_rate=3e-5 --set data.max_train_samples=500)",
     )
     run.add_argument(
-        "--workdir", default=None, metavar="DIR", help="run directory for outputs (default: runs/<UTC timestamp>)"
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="run directory for outputs (default: runs/<UTC timestamp>)",
     )
     return parser
 
@@ -78,7 +83,7 @@ def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> 
 def _run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     load_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     layout = RunLayout(Path(args.workdir or Path("runs") / stamp))
     from flows.finetune import finetune
 

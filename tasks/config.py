@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from tasks.errors import RefineryError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tasks.errors import RefineryError
 
 
 class ConfigError(RefineryError):
@@ -134,7 +135,11 @@ class Params(_Section):
 
 def _format_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]).replace("validate_", "validate").replace("register_", "register")
+    path = (
+        ".".join(str(p) for p in first["loc"])
+        .replace("validate_", "validate")
+        .replace("register_", "register")
+    )
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{path}'"

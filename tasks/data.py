@@ -116,7 +116,7 @@ def read_table(path: Path, fmt: str = "auto", delimiter: str | None = None) -> p
     return frame
 
 
-def read_frames(cfg: DataConfig, root: Path = Path(".")) -> dict[str, pd.DataFrame]:
+def read_frames(cfg: DataConfig, root: Path = Path()) -> dict[str, pd.DataFrame]:
     """The raw frames: "train", and "test" when the params name a separate test file."""
     files = {"train": cfg.train_path, "test": cfg.test_path}
     return {
@@ -176,7 +176,7 @@ def split_off(
     Stratification needs two examples of every class on each side; where the data cannot
     give that (tiny samples, singleton classes), the split falls back to a seeded random one.
     """
-    n_part = size if isinstance(size, int) else int(round(len(frame) * size))
+    n_part = size if isinstance(size, int) else round(len(frame) * size)
     if n_part <= 0:
         return frame, frame.iloc[0:0]
     if n_part >= len(frame):
@@ -192,7 +192,7 @@ def split_off(
     return rest.sort_index(), part.sort_index()
 
 
-def split_frames(frames: dict[str, pd.DataFrame], cfg: DataConfig, root: Path = Path(".")) -> Splits:
+def split_frames(frames: dict[str, pd.DataFrame], cfg: DataConfig, root: Path = Path()) -> Splits:
     """Map columns and labels, take the test split (file or fraction), carve validation from train."""
     labels_path = root / cfg.labels_path if cfg.labels_path else None
     require_columns(frames["train"], cfg)

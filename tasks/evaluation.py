@@ -47,7 +47,8 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
     return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
 
 
-def _score(name: str, predictions: ClassIds, references: ClassIds, **kwargs: object) -> object:
+def _score(name: str, predictions: ClassIds, references: ClassIds, **kwargs: Any) -> Any:
+    """`name`'s value: a float, or a list of floats (one per class) when `average=None`."""
     result = load_metric(name).compute(predictions=list(predictions), references=list(references), **kwargs)
     assert result is not None  # only None on non-zero ranks of a distributed evaluation
     return result[name]
@@ -59,20 +60,19 @@ def classification_metrics(predictions: ClassIds, references: ClassIds, num_labe
     Every class id counts, even one absent from the references: a class that is never right
     scores 0 (zero_division=0) rather than being silently left out of the macro average.
     """
-    averaged = {"labels": list(range(num_labels)), "zero_division": 0}
-    metrics = {
+    averaged: dict[str, Any] = {"labels": list(range(num_labels)), "zero_division": 0}
+    return {
         "accuracy": _score("accuracy", predictions, references),
         "f1_macro": _score("f1", predictions, references, average="macro", **averaged),
         "f1_weighted": _score("f1", predictions, references, average="weighted", **averaged),
         "precision_macro": _score("precision", predictions, references, average="macro", **averaged),
         "recall_macro": _score("recall", predictions, references, average="macro", **averaged),
     }
-    return {name: float(value) for name, value in metrics.items()}
 
 
 def per_class_metrics(predictions: ClassIds, references: ClassIds, label_names: list[str]) -> pd.DataFrame:
     """One row per class, in id order: label, precision, recall, f1, support (test examples)."""
-    averaged = {"labels": list(range(len(label_names))), "average": None, "zero_division": 0}
+    averaged: dict[str, Any] = {"labels": list(range(len(label_names))), "average": None, "zero_division": 0}
     support = np.bincount(np.asarray(references, dtype=np.int64), minlength=len(label_names))
     return pd.DataFrame(
         {
@@ -122,7 +122,7 @@ def plot_confusion_matrix(
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
     side = max(6.0, 0.2 * n + 3.0)  # ~0.2 inch per class keeps 77 tick labels legible
-    fontsize = max(4.0, min(10.0, 360.0 / max(n, 1)))
+    fontsize = max(6.0, min(10.0, 450.0 / max(n, 1)))
     fig = Figure(figsize=(side, side), layout="constrained")  # no pyplot: no global backend state
     ax = fig.add_subplot()
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -137,7 +137,7 @@ def plot_confusion_matrix(
             ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=fontsize, color=color)
     fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of true class")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(path, format="png", dpi=120)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -21,6 +22,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.types.schema import ColSpec, Schema
 
 from tasks.config import Params, RegisterConfig
+from tasks.data import SPLITS
 from tasks.errors import RefineryError
 from tasks.gating import GateDecision, GateFailed
 from tasks.layout import RunLayout
@@ -36,16 +38,23 @@ from tasks.tracking import (
     tracking_to,
 )
 
-__all__ = ["Lineage", "RegistrationResult", "current_lineage", "log_and_register", "run_step"]
+__all__ = [
+    "Lineage",
+    "RegistrationResult",
+    "current_lineage",
+    "log_and_register",
+    "register_step",
+    "run_step",
+]
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string")]),
     outputs=Schema([ColSpec("string", name="label"), ColSpec("double", name="score")]),
 )
-ATTRIBUTION = {
-    "banking77": "BANKING77 dataset by PolyAI, CC BY 4.0 (https://huggingface.co/datasets/PolyAI/banking77)."
-}
+BANKING77_ATTRIBUTION = (
+    "BANKING77 dataset by PolyAI, CC BY 4.0 (https://huggingface.co/datasets/PolyAI/banking77)."
+)
 _EXISTS = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
 
 
@@ -61,8 +70,15 @@ class RegistrationResult:
     model_uri: str | None  # models:/NAME/VERSION
     alias_uri: str | None  # models:/NAME@ALIAS
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RegistrationResult:
+        return cls(**json.loads(text))
 
 
 def reported_files(layout: RunLayout) -> list[Path]:
@@ -82,7 +98,7 @@ def reported_files(layout: RunLayout) -> list[Path]:
 
 
 def _require_inputs(layout: RunLayout, with_model: bool) -> None:
-    needed = reported_files(layout) + [layout.splits_dir / f"{s}.parquet" for s in ("train", "validation", "test")]
+    needed = reported_files(layout) + [layout.splits_dir / f"{split}.parquet" for split in SPLITS]
     if with_model:
         needed.append(layout.model_dir / "config.json")
     missing = [str(path) for path in needed if not path.is_file()]
@@ -111,8 +127,13 @@ def render_model_card(params: Params, decision: GateDecision, lineage: Lineage, 
     """A markdown model card: what the model is, its data, params, scores, gate and lineage."""
     data, reg, labels, run_id = params.data, params.register_, facts.labels, facts.run_id
     test = {k: f"{v:.4f}" if isinstance(v, float) else str(v) for k, v in facts.test_metrics.items()}
-    attribution = ATTRIBUTION.get(data.name, "")
+    attribution = BANKING77_ATTRIBUTION if data.name.startswith("banking77") else ""  # samples too
     reasons = "\n".join(f"- {reason}" for reason in decision.reasons) or "- (none given)"
+    registered = (
+        f"registered as `{reg.model_name}` with alias `{reg.alias}`"
+        if decision.passed
+        else "not registered: the gate failed"
+    )
     return f"""# Model card: {reg.model_name}
 
 Text classifier fine-tuned by Refinery from `{params.train.base_model}` into {len(labels)} labels.
@@ -137,7 +158,7 @@ Text classifier fine-tuned by Refinery from `{params.train.base_model}` into {le
 - Git commit: `{lineage.git_commit}`{" (uncommitted changes)" if lineage.git_dirty else ""}
 - Params hash: `{lineage.params_hash}`
 - Prefect flow run: `{lineage.prefect_flow_run_id or "none"}`
-- MLflow run: `{run_id}`; registered as `{reg.model_name}` with alias `{reg.alias}` only if the gate passed
+- MLflow run: `{run_id}`; {registered}
 
 ## Intended use and limitations
 - Routes short texts like those of `{data.name}` to one of the labels above; it always answers
@@ -150,7 +171,10 @@ Text classifier fine-tuned by Refinery from `{params.train.base_model}` into {le
 
 def pip_requirements() -> list[str]:
     """Pinned serving requirements; MLflow's inference of them fails (it imports torchvision)."""
-    pins = {name: installed_version(name).split("+")[0] for name in ("mlflow", "transformers", "tokenizers", "torch")}
+    pins = {
+        name: installed_version(name).split("+")[0]
+        for name in ("mlflow", "transformers", "tokenizers", "torch")
+    }
     return [f"{name}=={pin}" for name, pin in pins.items()]
 
 
@@ -162,12 +186,13 @@ def example_texts(layout: RunLayout, count: int = 3) -> list[str]:
 
 def log_model(layout: RunLayout, card: str, examples: list[str]) -> ModelInfo:
     """Log the fine-tuned model and tokenizer as a text-classification pipeline in the active run."""
-    from huggingface_hub import ModelCard
+    from huggingface_hub import ModelCard, ModelCardData
     from transformers import AutoModelForSequenceClassification
 
     from tasks.tokenization import load_tokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(str(layout.model_dir))
+    card_data = ModelCardData(library_name="transformers", pipeline_tag="text-classification").to_yaml()
     info: ModelInfo = mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": load_tokenizer(layout.model_dir)},
         task="text-classification",
@@ -175,12 +200,14 @@ def log_model(layout: RunLayout, card: str, examples: list[str]) -> ModelInfo:
         signature=SIGNATURE,
         input_example=examples,
         pip_requirements=pip_requirements(),
-        model_card=ModelCard(card),  # ours, so MLflow does not look one up on the Hub
+        model_card=ModelCard(f"---\n{card_data}\n---\n{card}"),  # ours: MLflow skips the Hub lookup
     )
     return info
 
 
-def register_version(client: MlflowClient, cfg: RegisterConfig, info: ModelInfo, run_id: str, tags: dict[str, str]) -> str:
+def register_version(
+    client: MlflowClient, cfg: RegisterConfig, info: ModelInfo, run_id: str, tags: dict[str, str]
+) -> str:
     """Create a version of `cfg.model_name` from the logged model and point `cfg.alias` at it.
 
     A version is never left half-done: if anything fails after it is created, it is deleted.
@@ -213,11 +240,15 @@ def experiment_id(client: MlflowClient, name: str) -> str:
                 raise
             experiment = client.get_experiment_by_name(name)
     if experiment is None or experiment.lifecycle_stage != "active":
-        raise RefineryError(f"register.experiment: '{name}' is deleted in MLflow; restore it or pick another name")
+        raise RefineryError(
+            f"register.experiment: '{name}' is deleted in MLflow; restore it or pick another name"
+        )
     return str(experiment.experiment_id)
 
 
-def log_and_register(params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage) -> RegistrationResult:
+def log_and_register(
+    params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage
+) -> RegistrationResult:
     """Record the pipeline run in MLflow; register the model under the alias if the gate passed."""
     _require_inputs(layout, with_model=decision.passed)
     cfg = params.register_
@@ -248,12 +279,19 @@ def log_and_register(params: Params, layout: RunLayout, decision: GateDecision, 
     )
 
 
-def run_step(params: Params, layout: RunLayout) -> RegistrationResult:
-    """Log the run and register a passing model; write `registration.json`; fail on a failed gate."""
+def register_step(params: Params, layout: RunLayout, flow_run_id: str | None = None) -> RegistrationResult:
+    """Log the run and register a passing model; write `registration.json`. Never raises on the gate."""
     decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
-    lineage = current_lineage(params, flow_run_id=os.environ.get(FLOW_RUN_ENV) or None)
+    lineage = current_lineage(params, flow_run_id=flow_run_id)
     result = log_and_register(params, layout, decision, lineage)
     layout.registration_json.write_text(result.to_json(), encoding="utf-8")
+    return result
+
+
+def run_step(params: Params, layout: RunLayout) -> RegistrationResult:
+    """`register_step` as a DVC stage: then fail the stage if the gate failed and `gate.on_fail` is fail."""
+    result = register_step(params, layout, flow_run_id=os.environ.get(FLOW_RUN_ENV) or None)
+    decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
     if not decision.passed and params.gate.on_fail == "fail":
         raise GateFailed("gate failed: " + "; ".join(decision.reasons))
     return result

@@ -31,7 +31,8 @@ def run_summary_markdown(
     reasons = "\n".join(f"- {reason}" for reason in decision.reasons)
     return (
         f"# Refinery run: {params.register_.model_name}\n\n"
-        f"## Test metrics ({int(metrics.get('n_test', 0))} examples)\n\n| metric | value |\n|---|---|\n{rows}\n\n"
+        f"## Test metrics ({int(metrics.get('n_test', 0))} examples)\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n"
         f"## Gate: **{decision.label}**\n\n{reasons}\n\n"
         f"## Registration\n\n- model: {_registration_line(registration)}\n"
         f"- MLflow run: `{registration.run_id}`\n"

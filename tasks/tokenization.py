@@ -75,7 +75,7 @@ def derive_max_length(
 def tokenize_splits(
     splits: Splits, tokenizer: PreTrainedTokenizerBase, max_length: int, cfg: TokenizeConfig
 ) -> DatasetDict:
-    """Batched `datasets.map` over every split; columns input_ids, attention_mask(, token_type_ids), labels."""
+    """Batched `datasets.map` over every split: input_ids, attention_mask (token_type_ids), labels."""
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)

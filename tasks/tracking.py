@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import mlflow
 import pandas as pd
 import yaml
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
@@ -102,7 +104,7 @@ def params_hash(params: Params) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def current_lineage(params: Params, flow_run_id: str | None = None, repo_dir: Path = Path(".")) -> Lineage:
+def current_lineage(params: Params, flow_run_id: str | None = None, repo_dir: Path = Path()) -> Lineage:
     """Git state, data hash (DVC's when `data.dvc` exists) and params hash of this checkout."""
     commit = _git(repo_dir, "rev-parse", "HEAD")
     status = _git(repo_dir, "status", "--porcelain") if commit else None
@@ -190,7 +192,12 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def log_record(
-    client: MlflowClient, run_id: str, params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage
+    client: MlflowClient,
+    run_id: str,
+    params: Params,
+    layout: RunLayout,
+    decision: GateDecision,
+    lineage: Lineage,
 ) -> None:
     """Params, metrics (history per step, `test_*`, `train.*`) and gate/lineage tags of the run."""
     now = int(time.time() * 1000)
@@ -227,7 +234,10 @@ def log_datasets(params: Params, layout: RunLayout, lineage: Lineage) -> dict[st
         frame = pd.read_parquet(layout.splits_dir / f"{split}.parquet")
         sizes[split] = len(frame)
         source = data.test_path if split == "test" and data.test_path else data.train_path
-        dataset = mlflow.data.from_pandas(frame, source=source, name=data.name, targets="label")
         tags = {"data_hash": lineage.data_hash, "dataset": data.name}
-        mlflow.log_input(dataset, context=split, tags=tags)
+        with warnings.catch_warnings():  # MLflow's notes on source resolution and int columns are noise here
+            warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+            dataset = from_pandas(frame, source=source, name=data.name, targets="label")
+            mlflow.log_input(dataset, context=split, tags=tags)
     return sizes

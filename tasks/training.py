@@ -45,7 +45,9 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path) -> str
     digest.update(tokenized_key.encode())
     digest.update(cfg.model_dump_json(exclude={"progress_bars", "resume", "checkpoint_dir"}).encode())
     digest.update(str(model_dir.resolve()).encode())
-    digest.update(fingerprint_files(model_dir, ("config.json", "model.safetensors", "pytorch_model.bin")).encode())
+    digest.update(
+        fingerprint_files(model_dir, ("config.json", "model.safetensors", "pytorch_model.bin")).encode()
+    )
     return digest.hexdigest()[:24]
 
 
@@ -79,7 +81,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         eval_strategy=cfg.eval_strategy,
         save_strategy=cfg.eval_strategy,
         eval_steps=cfg.eval_steps,
-        save_steps=cfg.eval_steps if cfg.eval_strategy == "steps" else 500,
+        save_steps=cfg.eval_steps if cfg.eval_steps is not None else 500,
         logging_steps=cfg.logging_steps,
         save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=best is not None,
@@ -94,7 +96,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
 
 def _compute_metrics(num_labels: int) -> Any:
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        logits = (
+            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        )
         return classification_metrics(
             np.argmax(logits, axis=-1).tolist(), np.asarray(prediction.label_ids).tolist(), num_labels
         )
@@ -142,14 +146,13 @@ def train_classifier(
 
 
 def history_frame(log_history: list[dict[str, Any]]) -> pd.DataFrame:
-    """Trainer logs as one row per logged step (train loss rows and validation rows merged)."""
-    frame = pd.DataFrame(log_history)
-    if frame.empty:
+    """Trainer logs as one row per logged step: train loss / learning rate and validation metrics."""
+    rows = [entry for entry in log_history if "loss" in entry or "eval_loss" in entry]
+    if not rows:
         return pd.DataFrame(columns=["step", "epoch"])
-    frame = frame.rename(columns={"loss": "train_loss"})
-    keep = [c for c in frame.columns if c not in ("total_flos",) and not c.endswith(("_runtime", "_per_second"))]
-    frame = frame[keep].groupby("step", as_index=False).first()
-    return frame
+    frame = pd.DataFrame(rows).rename(columns={"loss": "train_loss"})
+    keep = [c for c in frame.columns if c != "total_flos" and not c.endswith(("_runtime", "_per_second"))]
+    return frame[keep].groupby("step", as_index=False).first()
 
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
@@ -160,15 +163,16 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     tokenized_key = json.loads((layout.tokenized_dir / META_FILE).read_text(encoding="utf-8"))["cache_key"]
     output_dir = Path(params.train.checkpoint_dir) / checkpoint_key(tokenized_key, params.train, model_dir)
     tokenizer = load_tokenizer(model_dir)
-    trainer, summary = train_classifier(tokenized, tokenizer, model_dir, splits.labels, params.train, output_dir)
+    trainer, summary = train_classifier(
+        tokenized, tokenizer, model_dir, splits.labels, params.train, output_dir
+    )
     shutil.rmtree(layout.model_dir, ignore_errors=True)
     trainer.save_model(str(layout.model_dir))
     tokenizer.save_pretrained(str(layout.model_dir))
     layout.train_dir.mkdir(parents=True, exist_ok=True)
     history_frame(trainer.state.log_history).to_csv(layout.train_history, index=False)
-    summary["checkpoint_dir"] = str(output_dir)
     layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
-    return summary
+    return {**summary, "checkpoint_dir": str(output_dir)}
 
 
 if __name__ == "__main__":

@@ -80,9 +80,7 @@ class ValidationResult:
         """Read back what `to_json` wrote."""
         raw: dict[str, Any] = json.loads(text)
         outcomes = [
-            ExpectationOutcome(
-                **{**item, "offending": [OffendingRow(**row) for row in item["offending"]]}
-            )
+            ExpectationOutcome(**{**item, "offending": [OffendingRow(**row) for row in item["offending"]]})
             for item in raw["expectations"]
         ]
         return cls(success=raw["success"], expectations=outcomes, statistics=raw["statistics"])

@@ -12,55 +12,12 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = [
-    "i",
-    "my",
-    "the",
-    "a",
-    "to",
-    "is",
-    "was",
-    "card",
-    "account",
-    "money",
-    "transfer",
-    "payment",
-    "cash",
-    "atm",
-    "pin",
-    "top",
-    "up",
-    "refund",
-    "fee",
-    "balance",
-    "exchange",
-    "rate",
-    "lost",
-    "stolen",
-    "new",
-    "order",
-    "when",
-    "where",
-    "why",
-    "how",
-    "can",
-    "not",
-    "still",
-    "pending",
-    "declined",
-    "app",
-    "phone",
-    "help",
-    "please",
-    "hi",
-    "thanks",
-    "change",
-    "address",
-    "limit",
-    "cancel",
-    "verify",
-    "identity",
-]
+_WORDS_TEXT = (
+    "i my the a to is was card account money transfer payment cash atm pin top up refund fee "
+    "balance exchange rate lost stolen new order when where why how can not still pending "
+    "declined app phone help please hi thanks change address limit cancel verify identity"
+)
+WORDS = _WORDS_TEXT.split()
 
 
 def build_tiny_classifier(path: Path, labels: list[str], seed: int = 0) -> Path:

@@ -13,7 +13,9 @@ from tasks.data import read_frames, read_splits, read_table, split_frames, write
 from tasks.errors import DataError
 from tasks.layout import RunLayout
 
-ROWS = [{"text": f"message number {i} about {lab}", "label": lab} for i in range(30) for lab in ("a", "b", "c")]
+ROWS = [
+    {"text": f"message number {i} about {lab}", "label": lab} for i in range(30) for lab in ("a", "b", "c")
+]
 
 
 def _write_all_formats(tmp_path: Path) -> dict[str, Path]:
@@ -83,7 +85,9 @@ def test_missing_label_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     pd.DataFrame(ROWS).to_csv(path, index=False)
     cfg = DataConfig(train_path=str(path), test_path=None, label_column="intent")
-    with pytest.raises(DataError, match=r"column 'intent' \(data\.label_column\) not found; columns are: text, label"):
+    with pytest.raises(
+        DataError, match=r"column 'intent' \(data\.label_column\) not found; columns are: text, label"
+    ):
         split_frames(read_frames(cfg), cfg)
 
 
@@ -106,7 +110,9 @@ def test_separate_test_file_and_sample_caps(tmp_path: Path) -> None:
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     pd.DataFrame(ROWS).to_csv(train, index=False)
     pd.DataFrame(ROWS[:12]).to_csv(test, index=False)
-    cfg = DataConfig(train_path=str(train), test_path=str(test), max_train_samples=30, validation_fraction=0.2)
+    cfg = DataConfig(
+        train_path=str(train), test_path=str(test), max_train_samples=30, validation_fraction=0.2
+    )
     splits = split_frames(read_frames(cfg), cfg)
     assert len(splits.test) == 12 and len(splits.train) + len(splits.validation) == 30
     assert splits.train["label"].value_counts().min() == 8  # stratified: 10 per class, 2 to validation

@@ -41,7 +41,7 @@ class Accuracy(evaluate.Metric):
             ],
         )
 
-    def _compute(  # type: ignore[override]
+    def _compute(
         self,
         predictions: list[int],
         references: list[int],

@@ -47,7 +47,7 @@ class F1(evaluate.Metric):
             ],
         )
 
-    def _compute(  # type: ignore[override]
+    def _compute(
         self,
         predictions: list[int],
         references: list[int],
