@@ -3,6 +3,7 @@ MLflow store in tmp_path and a real temporary Prefect API."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from tasks.config import Params
 from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
 
@@ -73,7 +76,11 @@ def tiny_params(tmp_path: Path, base_model: Path, train_csv: Path, **sections: d
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    # every section written out, as in the repository's params.yaml (DVC reads sections by name)
+    # (a deliberately invalid file, for the bad-input tests, is written as given)
+    with contextlib.suppress(ValidationError):
+        raw = Params.model_validate(raw).as_dict()
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
 
 
