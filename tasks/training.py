@@ -25,6 +25,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_utils import get_last_checkpoint
@@ -89,6 +90,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         greater_is_better=None if best is None else cfg.metric_for_best_model != "loss",
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=cuda and not torch.cuda.is_bf16_supported(),
+        dataloader_pin_memory=cuda,
         report_to="none",
         disable_tqdm=not cfg.progress_bars,
     )
@@ -113,6 +115,7 @@ def train_classifier(
     labels: list[str],
     cfg: TrainConfig,
     output_dir: Path,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train (resuming an interrupted run in `output_dir`), return the trainer and a summary."""
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
@@ -128,7 +131,10 @@ def train_classifier(
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=_compute_metrics(len(labels)),
-        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else [],
+        callbacks=[
+            *([EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []),
+            *(callbacks or []),
+        ],
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")

@@ -1,0 +1,86 @@
+"""Training on a tiny model: the loss falls, and an interrupted run resumes from its checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from tasks.config import DataConfig, TokenizeConfig, TrainConfig
+from tasks.data import split_frames
+from tasks.tokenization import load_tokenizer, tokenize_splits
+from tasks.training import COMPLETE_MARKER, train_classifier
+from tests.integration.conftest import banking_sample
+
+pytestmark = pytest.mark.integration
+
+
+class Interrupt(TrainerCallback):
+    """Stops the process-equivalent of a kill after `at_step` steps."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step >= self.at_step:
+            raise KeyboardInterrupt(f"interrupted at step {state.global_step}")
+
+
+def _tokenized(model_dir: Path) -> tuple[Any, list[str]]:
+    frame = banking_sample()
+    frame["source_file"], frame["source_row"] = "sample.csv", range(1, len(frame) + 1)
+    cfg = DataConfig(test_path=None, label_column="category")
+    splits = split_frames({"train": frame}, cfg)
+    return tokenize_splits(splits, load_tokenizer(model_dir), 32, TokenizeConfig()), splits.labels
+
+
+def test_interrupted_training_resumes_from_last_checkpoint(tmp_path: Path, tiny_base_model: Path) -> None:
+    tokenized, labels = _tokenized(tiny_base_model)
+    tokenizer = load_tokenizer(tiny_base_model)
+    cfg = TrainConfig(
+        base_model=str(tiny_base_model),
+        max_steps=8,
+        batch_size=8,
+        learning_rate=5e-3,
+        eval_strategy="steps",
+        eval_steps=2,
+        early_stopping_patience=None,
+        save_total_limit=10,
+        progress_bars=False,
+    )
+    out = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tokenized, tokenizer, tiny_base_model, labels, cfg, out, callbacks=[Interrupt(5)])
+    assert (out / "checkpoint-4").is_dir() and not (out / COMPLETE_MARKER).exists()
+
+    trainer, summary = train_classifier(tokenized, tokenizer, tiny_base_model, labels, cfg, out)
+    assert summary["resumed"] is True and summary["global_steps"] == 8
+    assert (out / COMPLETE_MARKER).exists()
+    evaluated_at = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert evaluated_at == [2, 4, 6, 8]  # the resumed state carries the first attempt's evaluations
+
+    _, again = train_classifier(tokenized, tokenizer, tiny_base_model, labels, cfg, out)
+    assert again["resumed"] is False  # a finished run is not resumed: same inputs train afresh
+
+
+def test_loss_falls_on_a_fixed_tiny_set(tmp_path: Path, tiny_base_model: Path) -> None:
+    tokenized, labels = _tokenized(tiny_base_model)
+    cfg = TrainConfig(
+        base_model=str(tiny_base_model),
+        epochs=8,
+        batch_size=16,
+        learning_rate=5e-3,
+        early_stopping_patience=None,
+        logging_steps=5,
+        progress_bars=False,
+    )
+    trainer, summary = train_classifier(
+        tokenized, load_tokenizer(tiny_base_model), tiny_base_model, labels, cfg, tmp_path / "ckpt"
+    )
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert losses[-1] < losses[0] * 0.9
+    assert summary["epochs_completed"] == pytest.approx(8.0)
