@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv and install the project
 
 data: setup  ## fetch the bundled dataset from the repository's DVC remote
-	$(BIN)/dvc pull --quiet
+	$(BIN)/dvc pull --quiet data.dvc
 
 run: data  ## run the whole pipeline on the defaults (local Prefect API, sqlite:///mlflow.db)
 	$(BIN)/refinery run
