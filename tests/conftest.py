@@ -19,7 +19,6 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture
