@@ -14,12 +14,15 @@ from tasks.config import ConfigError, load_params, parse_value
 from tasks.errors import RefineryError
 from tasks.gating import GateDecision
 from tasks.layout import RunLayout
+from tasks.model_commands import add_model_commands, run_handler
 
 DESCRIPTION = """\
 Refinery fine-tunes a pre-trained transformer on your data, reproducibly:
 validate (Great Expectations) -> tokenize (cached) -> train (HF Trainer) -> evaluate
 -> gate (thresholds) -> register (MLflow Model Registry, alias 'challenger').
-The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`)."""
+The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`).
+Registered versions are served through alias 'champion': `refinery models` lists them,
+`refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file."""
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -63,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run directory for outputs (default: runs/<UTC timestamp>)",
     )
+    add_model_commands(commands)  # promote, rollback, models, predict
     return parser
 
 
@@ -107,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        handled = run_handler(args)
+        if handled is not None:
+            return handled
     except RefineryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ MLflow store in tmp_path and a real temporary Prefect API."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,17 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.figure import Figure
 from pydantic import ValidationError
 
 from tasks.config import Params
+from tasks.gating import GateDecision
+from tasks.layout import RunLayout
 from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
 
+LABELS = ["card_arrival", "exchange_rate", "lost_or_stolen_card"]  # of the hand-built run directory
+TEXTS = ["when will my card arrive", "what is the exchange rate", "my card was stolen", "lost my card"]
 SAMPLE_CLASSES = ["card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed"]
 
 
@@ -97,3 +103,54 @@ def mlflow_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def _split_frame(rows: int, offset: int) -> pd.DataFrame:
+    ids = [(offset + i) % len(LABELS) for i in range(rows)]
+    return pd.DataFrame(
+        {
+            "text": [f"{TEXTS[(offset + i) % len(TEXTS)]} {i}" for i in range(rows)],
+            "label": [LABELS[i] for i in ids],
+            "label_id": ids,
+            "source_file": "data/train.csv",
+            "source_row": range(offset + 1, offset + rows + 1),
+        }
+    )
+
+
+def build_run_dir(root: Path, decision: GateDecision) -> RunLayout:
+    """Every file the earlier steps leave in a run directory, small but real."""
+    layout = RunLayout(root)
+    layout.splits_dir.mkdir(parents=True)
+    for offset, (name, rows) in enumerate({"train": 12, "validation": 3, "test": 6}.items()):
+        _split_frame(rows, offset * 100).to_parquet(layout.splits_dir / f"{name}.parquet", index=False)
+    (layout.splits_dir / "labels.json").write_text(json.dumps(LABELS), encoding="utf-8")
+    layout.validation_dir.mkdir()
+    layout.validation_json.write_text(json.dumps({"success": True, "failures": []}), encoding="utf-8")
+    layout.validation_md.write_text("# Validation\n\nAll expectations met.\n", encoding="utf-8")
+    build_tiny_classifier(layout.model_dir, LABELS)
+    layout.train_dir.mkdir()
+    summary = {"train_loss": 1.05, "best_validation_accuracy": 0.67, "checkpoint_dir": "/tmp/ckpt"}
+    layout.train_metrics.write_text(json.dumps(summary), encoding="utf-8")
+    layout.train_history.write_text(
+        "step,epoch,train_loss,learning_rate,eval_loss,eval_accuracy,eval_f1_macro\n"
+        "2,0.5,1.10,0.001,,,\n"
+        "4,1.0,,,1.05,0.33,0.25\n"
+        "6,1.5,0.98,0.0005,,,\n"
+        "8,2.0,,,0.97,0.67,0.60\n",
+        encoding="utf-8",
+    )
+    layout.eval_dir.mkdir()
+    metrics = {"accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.45, "precision_macro": 0.4}
+    layout.eval_metrics.write_text(
+        json.dumps({**metrics, "recall_macro": 0.42, "n_test": 6}), encoding="utf-8"
+    )
+    per_class = pd.DataFrame({"label": LABELS, "precision": 0.5, "recall": 0.4, "f1": 0.44, "support": 2})
+    per_class.to_csv(layout.per_class_csv, index=False)
+    predictions = _split_frame(6, 200)[["text", "label"]].assign(prediction=LABELS[0], score=0.4)
+    predictions.to_csv(layout.predictions_csv, index=False)
+    figure = Figure(figsize=(2, 2))
+    figure.add_subplot().imshow([[2, 0, 0], [1, 1, 0], [1, 1, 0]])
+    figure.savefig(layout.confusion_png)
+    layout.gate_json.write_text(decision.to_json(), encoding="utf-8")
+    return layout

@@ -11,21 +11,17 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from tasks.config import Params, parse_params
 from tasks.gating import GateDecision, GateFailed
-from tasks.layout import RunLayout
 from tasks.registry import Lineage, RegistrationResult, current_lineage, log_and_register, run_step
-from tests.fixtures import build_tiny_classifier
+from tests.integration.conftest import LABELS, TEXTS, build_run_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_isolated")]
 
-LABELS = ["card_arrival", "exchange_rate", "lost_or_stolen_card"]
-TEXTS = ["when will my card arrive", "what is the exchange rate", "my card was stolen", "lost my card"]
 PASSED = GateDecision(True, ["accuracy 0.9000 >= 0.5000"], {"accuracy": {"value": 0.9, "threshold": 0.5}})
 FAILED = GateDecision(False, ["accuracy 0.2000 < 0.5000"], {"accuracy": {"value": 0.2, "threshold": 0.5}})
 
@@ -47,57 +43,6 @@ def _params(tmp_path: Path, **register: Any) -> Params:
     return parse_params(raw)
 
 
-def _split(rows: int, offset: int) -> pd.DataFrame:
-    ids = [(offset + i) % len(LABELS) for i in range(rows)]
-    return pd.DataFrame(
-        {
-            "text": [f"{TEXTS[(offset + i) % len(TEXTS)]} {i}" for i in range(rows)],
-            "label": [LABELS[i] for i in ids],
-            "label_id": ids,
-            "source_file": "data/train.csv",
-            "source_row": range(offset + 1, offset + rows + 1),
-        }
-    )
-
-
-def _run_dir(root: Path, decision: GateDecision) -> RunLayout:
-    """Every file the earlier steps leave in a run directory, small but real."""
-    layout = RunLayout(root)
-    layout.splits_dir.mkdir(parents=True)
-    for offset, (name, rows) in enumerate({"train": 12, "validation": 3, "test": 6}.items()):
-        _split(rows, offset * 100).to_parquet(layout.splits_dir / f"{name}.parquet", index=False)
-    (layout.splits_dir / "labels.json").write_text(json.dumps(LABELS), encoding="utf-8")
-    layout.validation_dir.mkdir()
-    layout.validation_json.write_text(json.dumps({"success": True, "failures": []}), encoding="utf-8")
-    layout.validation_md.write_text("# Validation\n\nAll expectations met.\n", encoding="utf-8")
-    build_tiny_classifier(layout.model_dir, LABELS)
-    layout.train_dir.mkdir()
-    summary = {"train_loss": 1.05, "best_validation_accuracy": 0.67, "checkpoint_dir": "/tmp/ckpt"}
-    layout.train_metrics.write_text(json.dumps(summary), encoding="utf-8")
-    layout.train_history.write_text(
-        "step,epoch,train_loss,learning_rate,eval_loss,eval_accuracy,eval_f1_macro\n"
-        "2,0.5,1.10,0.001,,,\n"
-        "4,1.0,,,1.05,0.33,0.25\n"
-        "6,1.5,0.98,0.0005,,,\n"
-        "8,2.0,,,0.97,0.67,0.60\n",
-        encoding="utf-8",
-    )
-    layout.eval_dir.mkdir()
-    metrics = {"accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.45, "precision_macro": 0.4}
-    layout.eval_metrics.write_text(
-        json.dumps({**metrics, "recall_macro": 0.42, "n_test": 6}), encoding="utf-8"
-    )
-    per_class = pd.DataFrame({"label": LABELS, "precision": 0.5, "recall": 0.4, "f1": 0.44, "support": 2})
-    per_class.to_csv(layout.per_class_csv, index=False)
-    predictions = _split(6, 200)[["text", "label"]].assign(prediction=LABELS[0], score=0.4)
-    predictions.to_csv(layout.predictions_csv, index=False)
-    figure = Figure(figsize=(2, 2))
-    figure.add_subplot().imshow([[2, 0, 0], [1, 1, 0], [1, 1, 0]])
-    figure.savefig(layout.confusion_png)
-    layout.gate_json.write_text(decision.to_json(), encoding="utf-8")
-    return layout
-
-
 def _lineage(params: Params, tmp_path: Path) -> Lineage:
     return current_lineage(params, flow_run_id="flow-run-123", repo_dir=tmp_path)
 
@@ -113,7 +58,7 @@ def _only_run(client: MlflowClient, experiment: str) -> Run:
 
 def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: Path) -> None:
     params = _params(tmp_path)
-    layout = _run_dir(tmp_path / "run", PASSED)
+    layout = build_run_dir(tmp_path / "run", PASSED)
     lineage = _lineage(params, tmp_path)
     assert lineage.git_commit == "unknown" and lineage.data_hash.startswith("files-md5:")
 
@@ -184,7 +129,7 @@ def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: 
 
 def test_alias_moves_to_the_newest_version_and_a_failed_alias_leaves_no_version(tmp_path: Path) -> None:
     params = _params(tmp_path)
-    layout = _run_dir(tmp_path / "run", PASSED)
+    layout = build_run_dir(tmp_path / "run", PASSED)
     first = log_and_register(params, layout, PASSED, _lineage(params, tmp_path))
     second = log_and_register(params, layout, PASSED, _lineage(params, tmp_path))
     client = MlflowClient(tracking_uri=params.register_.tracking_uri)
@@ -206,7 +151,7 @@ def test_failed_gate_logs_the_run_and_registers_nothing(
     team_uri = f"sqlite:///{tmp_path / 'team.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", team_uri)  # team mode: the environment wins over params
     params = _params(tmp_path)
-    layout = _run_dir(tmp_path / "run", FAILED)
+    layout = build_run_dir(tmp_path / "run", FAILED)
     uri_before = mlflow.get_tracking_uri()
 
     result = run_step(params, layout)
@@ -229,7 +174,7 @@ def test_failed_gate_logs_the_run_and_registers_nothing(
 
 def test_on_fail_fail_raises_after_logging_the_reasons(tmp_path: Path) -> None:
     params = _params(tmp_path, on_fail="fail")
-    layout = _run_dir(tmp_path / "run", FAILED)
+    layout = build_run_dir(tmp_path / "run", FAILED)
 
     with pytest.raises(GateFailed, match=r"^gate failed: accuracy 0\.2000 < 0\.5000$"):
         run_step(params, layout)
