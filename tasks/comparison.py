@@ -1,0 +1,143 @@
+"""Paired statistics for champion–challenger decisions on one test set.
+
+Both models are scored on the same examples, so the comparison is paired: a bootstrap of the
+metric difference over resampled examples, McNemar's test on the examples where exactly one
+model is right, and per-class recall deltas as guard rails. Pure functions over label ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom
+
+Ids = np.ndarray
+MetricFn = Callable[[Ids, Ids, int], float]
+
+
+def accuracy(references: Ids, predictions: Ids, num_labels: int) -> float:
+    """Share of examples predicted right."""
+    return float(np.mean(references == predictions))
+
+
+def f1_macro(references: Ids, predictions: Ids, num_labels: int) -> float:
+    """Unweighted mean of per-class F1 over all `num_labels` classes (absent classes score 0)."""
+    counts = np.bincount(references * num_labels + predictions, minlength=num_labels * num_labels)
+    confusion = counts.reshape(num_labels, num_labels)
+    true_pos = np.diag(confusion).astype(float)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # predicted + actual
+    f1 = np.divide(2 * true_pos, denominator, out=np.zeros(num_labels), where=denominator > 0)
+    return float(f1.mean())
+
+
+METRICS: dict[str, MetricFn] = {"accuracy": accuracy, "f1_macro": f1_macro}
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Challenger minus champion on the gated metric, with a percentile interval."""
+
+    metric: str
+    champion: float
+    challenger: float
+    delta: float
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+    seed: int
+
+
+def paired_bootstrap(
+    references: Ids,
+    champion: Ids,
+    challenger: Ids,
+    num_labels: int,
+    metric: str = "accuracy",
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Resample examples with replacement (the same indices for both models) `resamples` times."""
+    fn = METRICS[metric]
+    references, champion, challenger = (
+        np.asarray(a, dtype=np.int64) for a in (references, champion, challenger)
+    )
+    rng = np.random.default_rng(seed)
+    n = len(references)
+    deltas = np.empty(resamples)
+    for i in range(resamples):
+        idx = rng.integers(0, n, size=n)
+        deltas[i] = fn(references[idx], challenger[idx], num_labels) - fn(
+            references[idx], champion[idx], num_labels
+        )
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(deltas, [tail, 1.0 - tail])
+    base_champion = fn(references, champion, num_labels)
+    base_challenger = fn(references, challenger, num_labels)
+    return BootstrapResult(
+        metric=metric,
+        champion=base_champion,
+        challenger=base_challenger,
+        delta=base_challenger - base_champion,
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """Discordant pairs and two-sided p-values (exact binomial and mid-p)."""
+
+    champion_only: int  # champion right, challenger wrong
+    challenger_only: int  # challenger right, champion wrong
+    p_exact: float
+    p_mid: float
+
+
+def mcnemar(references: Ids, champion: Ids, challenger: Ids) -> McNemarResult:
+    """McNemar's exact test: under H0 each discordant pair is a fair coin flip."""
+    references = np.asarray(references)
+    right_a = np.asarray(champion) == references
+    right_b = np.asarray(challenger) == references
+    b = int(np.sum(right_a & ~right_b))
+    c = int(np.sum(~right_a & right_b))
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return McNemarResult(champion_only=b, challenger_only=c, p_exact=1.0, p_mid=1.0)
+    p_exact = min(1.0, 2.0 * float(binom.cdf(k, n, 0.5)))
+    p_mid = min(1.0, p_exact - float(binom.pmf(k, n, 0.5)))
+    return McNemarResult(champion_only=b, challenger_only=c, p_exact=p_exact, p_mid=p_mid)
+
+
+@dataclass(frozen=True)
+class ClassDelta:
+    """Recall of one class (or slice) for both models; a drop beyond the limit trips the guard rail."""
+
+    name: str
+    support: int
+    champion_recall: float
+    challenger_recall: float
+    drop: float
+    tripped: bool
+
+
+def recall_deltas(
+    references: Ids, champion: Ids, challenger: Ids, groups: list[str] | Ids, max_drop: float
+) -> list[ClassDelta]:
+    """Per-group recall of both models; `groups` is each example's class name or slice value."""
+    references, champion, challenger = (np.asarray(a) for a in (references, champion, challenger))
+    groups = np.asarray(groups)
+    out = []
+    for name in sorted({str(g) for g in groups}):
+        mask = groups.astype(str) == name
+        recall_a = float(np.mean(champion[mask] == references[mask]))
+        recall_b = float(np.mean(challenger[mask] == references[mask]))
+        drop = recall_a - recall_b
+        out.append(ClassDelta(name, int(mask.sum()), recall_a, recall_b, drop, drop > max_drop + 1e-12))
+    return out

@@ -1,0 +1,84 @@
+"""Paired statistics checked against independent references (scipy, sklearn, a hand-written loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+from sklearn.metrics import f1_score
+
+from tasks.comparison import f1_macro, mcnemar, paired_bootstrap, recall_deltas
+
+
+@pytest.mark.parametrize(("b", "c"), [(3, 11), (0, 5), (7, 7), (1, 0), (20, 41)])
+def test_mcnemar_exact_matches_scipy_binomtest(b: int, c: int) -> None:
+    # build paired outcomes with b champion-only and c challenger-only correct answers, plus ties
+    refs = np.zeros(b + c + 10, dtype=int)
+    champion = np.concatenate([np.zeros(b), np.ones(c), np.zeros(5), np.ones(5)]).astype(int)
+    challenger = np.concatenate([np.ones(b), np.zeros(c), np.zeros(5), np.ones(5)]).astype(int)
+    result = mcnemar(refs, champion, challenger)
+    assert (result.champion_only, result.challenger_only) == (b, c)
+    expected = binomtest(min(b, c), b + c, 0.5, alternative="two-sided").pvalue
+    assert result.p_exact == pytest.approx(expected, rel=1e-12)
+    assert result.p_mid <= result.p_exact
+
+
+def test_mcnemar_mid_p_by_hand() -> None:
+    # b=1, c=4, n=5: exact = 2*P(X<=1) = 2*(1+5)/32 = 0.375; mid-p = 0.375 - P(X=1) = 0.375 - 5/32
+    refs = np.zeros(5, dtype=int)
+    result = mcnemar(refs, np.array([0, 1, 1, 1, 1]), np.array([1, 0, 0, 0, 0]))
+    assert result.p_exact == pytest.approx(0.375)
+    assert result.p_mid == pytest.approx(0.375 - 5 / 32)
+
+
+def test_mcnemar_without_discordant_pairs() -> None:
+    result = mcnemar(np.array([0, 1]), np.array([0, 1]), np.array([0, 1]))
+    assert result.p_exact == 1.0 and result.champion_only == result.challenger_only == 0
+
+
+def test_f1_macro_matches_sklearn_with_absent_classes() -> None:
+    rng = np.random.default_rng(3)
+    refs, preds = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
+    preds[preds == 4] = 0  # class 4 never predicted
+    expected = f1_score(refs, preds, labels=list(range(6)), average="macro", zero_division=0)
+    assert f1_macro(refs, preds, 6) == pytest.approx(expected)
+
+
+def test_bootstrap_matches_a_hand_written_loop() -> None:
+    refs = np.array([0, 1, 1, 0, 1, 0, 1, 1])
+    champion = np.array([0, 0, 1, 1, 1, 0, 0, 1])
+    challenger = np.array([0, 1, 1, 0, 1, 1, 1, 1])
+    result = paired_bootstrap(
+        refs, champion, challenger, 2, "accuracy", resamples=200, confidence=0.9, seed=7
+    )
+    rng = np.random.default_rng(7)
+    deltas = []
+    for _ in range(200):
+        idx = rng.integers(0, 8, size=8)
+        deltas.append(np.mean(challenger[idx] == refs[idx]) - np.mean(champion[idx] == refs[idx]))
+    assert result.low == pytest.approx(np.quantile(deltas, 0.05))
+    assert result.high == pytest.approx(np.quantile(deltas, 0.95))
+    assert result.delta == pytest.approx(7 / 8 - 5 / 8)
+    assert result.low <= result.delta <= result.high
+
+
+def test_bootstrap_is_seeded_and_identical_models_give_zero_width() -> None:
+    rng = np.random.default_rng(0)
+    refs, preds = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    same = paired_bootstrap(refs, preds, preds, 3, "f1_macro", resamples=100)
+    assert same.low == same.high == same.delta == 0.0
+    other = rng.integers(0, 3, 300)
+    a = paired_bootstrap(refs, preds, other, 3, "f1_macro", resamples=100, seed=1)
+    b = paired_bootstrap(refs, preds, other, 3, "f1_macro", resamples=100, seed=1)
+    assert a == b
+
+
+def test_recall_guard_rail_trips_only_beyond_the_limit() -> None:
+    refs = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    champion = np.array([0, 0, 0, 0, 1, 1, 0, 0])
+    challenger = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    deltas = {d.name: d for d in recall_deltas(refs, champion, challenger, ["a"] * 4 + ["b"] * 4, 0.25)}
+    assert deltas["a"].drop == pytest.approx(0.25) and not deltas["a"].tripped  # exactly at the limit
+    assert deltas["b"].drop == pytest.approx(-0.5) and not deltas["b"].tripped
+    tighter = {d.name: d for d in recall_deltas(refs, champion, challenger, ["a"] * 4 + ["b"] * 4, 0.2)}
+    assert tighter["a"].tripped
