@@ -18,7 +18,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup data run test lint format repro clean
+.PHONY: help setup data run test lint format repro clean up down ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,6 +53,15 @@ format: setup  ## apply ruff's formatting and fixes
 
 test: data lint  ## lint, then the unit, integration and end-to-end tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+up: setup  ## team mode: Prefect + MLflow servers and the served deployments on 127.0.0.1
+	$(BIN)/python -m infra.stack up
+
+down: setup  ## stop exactly what `make up` started
+	$(BIN)/python -m infra.stack down
+
+ui: setup  ## print the Prefect and MLflow UI addresses (and whether they are up)
+	$(BIN)/python -m infra.stack ui
 
 clean:  ## remove run outputs and caches (keeps .venv and mlflow.db)
 	rm -rf artifacts runs .cache .pytest_cache .mypy_cache .ruff_cache

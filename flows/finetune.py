@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from tasks import evaluation, gating, registry, tokenization, training, validation
@@ -20,6 +21,10 @@ from tasks.errors import RefineryError
 from tasks.gating import GateDecision, GateFailed
 from tasks.layout import RunLayout
 from tasks.summary import run_summary_markdown
+
+# A Prefect global concurrency limit (1 slot, created by flows/deployments.py) that keeps two
+# trainings from sharing the cores; where it does not exist (a local run) training just proceeds.
+TRAINING_LIMIT = "refinery-training"
 
 
 def _retry_unless_user_error(_task: Any, _run: Any, state: Any) -> bool:
@@ -68,7 +73,8 @@ def finetune(
     layout = RunLayout(Path(workdir or Path("runs") / str(flow_run.get_name() or "local")))
     validate_step(params, layout)
     tokenize_step(params, layout)
-    train_step(params, layout)
+    with concurrency(TRAINING_LIMIT, occupy=1, strict=False):
+        train_step(params, layout)
     metrics = evaluate_step(params, layout)
     decision: GateDecision = gate_step(params, layout)
     registration = register_step(params, layout, flow_run.get_id())
