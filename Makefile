@@ -18,7 +18,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup data run test lint format repro clean up down ui
+.PHONY: help setup data run test lint format repro bench clean up down ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ down: setup  ## stop exactly what `make up` started
 
 ui: setup  ## print the Prefect and MLflow UI addresses (and whether they are up)
 	$(BIN)/python -m infra.stack ui
+
+bench: data  ## Refinery vs the plain Trainer script, side by side (BENCH_ARGS="--quick" for a smoke run)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:  ## remove run outputs and caches (keeps .venv and mlflow.db)
 	rm -rf artifacts runs .cache .pytest_cache .mypy_cache .ruff_cache
