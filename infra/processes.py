@@ -141,8 +141,11 @@ def _signal(pids: list[int], groups: frozenset[int], sig: signal.Signals) -> Non
             os.kill(pid, sig)
 
 
-def stop_groups(records: list[ProcessRecord], key: str, owner: str, grace_s: float = 30.0) -> None:
-    """SIGTERM the groups of `records` and every process carrying `key=owner`; SIGKILL stragglers."""
+def stop_groups(records: list[ProcessRecord], key: str, owner: str, grace_s: float = 30.0) -> list[int]:
+    """SIGTERM the groups of `records` and every process carrying `key=owner`; SIGKILL stragglers.
+
+    Returns the pids that had to be killed (empty when everything stopped within `grace_s`).
+    """
     # verified once, before any signal: a group outlives its leader and keeps its id reserved
     groups = frozenset(r.pid for r in records if r.leader_alive())
     remaining = owned_processes(key, owner, groups)
@@ -154,6 +157,7 @@ def stop_groups(records: list[ProcessRecord], key: str, owner: str, grace_s: flo
     if remaining:
         _signal(remaining, groups, signal.SIGKILL)
         time.sleep(0.5)
+    return remaining
 
 
 def port_in_use(host: str, port: int) -> bool:

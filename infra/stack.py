@@ -14,12 +14,16 @@ instead of SQLite files in the stack directory, MLFLOW_ARTIFACTS_DESTINATION mov
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
 
 from infra.processes import ProcessRecord, port_in_use, start_group, stop_groups
 from tasks.errors import RefineryError
@@ -90,31 +94,26 @@ class Service:
     ready: Callable[[ProcessRecord], bool]
 
 
-def _http_ok(url: str) -> bool:
-    from urllib.error import URLError
-    from urllib.request import urlopen
-
+def _get(url: str) -> bytes | None:
+    """The body of a 200 response to GET `url`, or None (no answer or another status)."""
     try:
         with urlopen(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except (URLError, OSError, ValueError):
-        return False
+            return response.read() if response.status == 200 else None
+    except (URLError, OSError):
+        return None
+
+
+def _answers(url: str) -> Callable[[ProcessRecord], bool]:
+    return lambda _record: _get(url) is not None
 
 
 def _deployment_polled_since(stack: Stack) -> Callable[[ProcessRecord], bool]:
     """Ready once the deployment was polled by a serving process started at `record.started_at`."""
-    import json
-    from urllib.error import URLError
-    from urllib.request import urlopen
 
     def ready(record: ProcessRecord) -> bool:
-        url = f"{stack.prefect_api_url}/deployments/name/{READY_DEPLOYMENT}"
-        try:
-            with urlopen(url, timeout=5) as response:
-                polled = json.load(response).get("last_polled")
-        except (URLError, OSError, ValueError):
-            return False
-        return bool(polled) and datetime.fromisoformat(polled).timestamp() >= record.started_at
+        body = _get(f"{stack.prefect_api_url}/deployments/name/{READY_DEPLOYMENT}")
+        polled = json.loads(body).get("last_polled") if body else None
+        return isinstance(polled, str) and datetime.fromisoformat(polled).timestamp() >= record.started_at
 
     return ready
 
@@ -139,7 +138,7 @@ def services(stack: Stack, env: Mapping[str, str] = os.environ) -> list[list[Ser
             "PREFECT_UI_API_URL": stack.prefect_api_url,
         },
         port=stack.prefect_port,
-        ready=lambda _record: _http_ok(f"{stack.prefect_api_url}/health"),
+        ready=_answers(f"{stack.prefect_api_url}/health"),
     )
     mlflow = Service(
         name="mlflow",
@@ -155,7 +154,7 @@ def services(stack: Stack, env: Mapping[str, str] = os.environ) -> list[list[Ser
         ],
         env=common,
         port=stack.mlflow_port,
-        ready=lambda _record: _http_ok(f"{stack.mlflow_url}/health"),
+        ready=_answers(f"{stack.mlflow_url}/health"),
     )
     deployments = Service(
         name="deployments",
@@ -214,8 +213,6 @@ def up(stack: Stack, env: Mapping[str, str] = os.environ) -> list[str]:
 
 
 def _wait_ready(stack: Stack, service: Service, record: ProcessRecord) -> None:
-    import time
-
     deadline = time.monotonic() + stack.timeout_s
     while time.monotonic() < deadline:
         if service.ready(record):
@@ -240,7 +237,9 @@ def down(stack: Stack) -> list[str]:
     stopped: list[str] = []
     for service in [s for wave in reversed(services(stack)) for s in wave]:
         record = ProcessRecord.load(_pid_file(stack, service))
-        stop_groups([record] if record else [], OWNER_ENV, owner(stack, service.name))
+        killed = stop_groups([record] if record else [], OWNER_ENV, owner(stack, service.name))
+        if killed:
+            print(f"{service.name}: killed {len(killed)} process(es) that ignored SIGTERM", file=sys.stderr)
         if record is not None:
             stopped.append(service.name)
         _pid_file(stack, service).unlink(missing_ok=True)
