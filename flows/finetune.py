@@ -13,9 +13,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
-from tasks import evaluation, gating, registry, tokenization, training, validation
+from tasks import champion, evaluation, gating, registry, tokenization, training, validation
 from tasks.config import load_params
 from tasks.errors import RefineryError
 from tasks.gating import GateDecision, GateFailed
@@ -51,6 +51,8 @@ train_step = task(
     retry_condition_fn=_retry_unless_user_error,
 )(training.run_step)
 evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(evaluation.run_step)
+# Scores the registry's `champion` on this run's test split: never cached (the champion moves).
+compare_step = task(name="compare", cache_policy=NO_CACHE)(champion.run_step)
 gate_step = task(name="gate", cache_policy=NO_CACHE)(gating.run_step)
 register_step = task(
     name="register",
@@ -59,6 +61,13 @@ register_step = task(
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_user_error,
 )(registry.register_step)
+
+
+def publish_gate_report(layout: RunLayout) -> None:
+    """The gate report (decision, champion comparison, lineage, promotion) as a Prefect artifact."""
+    if layout.gate_report_md.is_file():
+        report = layout.gate_report_md.read_text(encoding="utf-8")
+        create_markdown_artifact(report, key="finetune-gate-report", description="Refinery gate report")
 
 
 @flow(name="finetune", log_prints=True)
@@ -76,8 +85,10 @@ def finetune(
     with concurrency(TRAINING_LIMIT, occupy=1, strict=False):
         train_step(params, layout)
     metrics = evaluate_step(params, layout)
+    compare_step(params, layout)
     decision: GateDecision = gate_step(params, layout)
-    registration = register_step(params, layout, flow_run.get_id())
+    registration = register_step(params, layout, flow_run.get_id(), deployment.get_name())
+    publish_gate_report(layout)
     summary = run_summary_markdown(params, metrics, decision, registration)
     create_markdown_artifact(summary, key="finetune-summary", description="Refinery run summary")
     if not decision.passed and params.gate.on_fail == "fail":

@@ -14,6 +14,7 @@ from tasks.config import ConfigError, load_params, parse_value
 from tasks.errors import RefineryError
 from tasks.gating import GateDecision
 from tasks.layout import RunLayout
+from tasks.lineage_commands import add_lineage_commands
 from tasks.model_commands import add_model_commands, run_handler
 
 DESCRIPTION = """\
@@ -22,7 +23,8 @@ validate (Great Expectations) -> tokenize (cached) -> train (HF Trainer) -> eval
 -> gate (thresholds) -> register (MLflow Model Registry, alias 'challenger').
 The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`).
 Registered versions are served through alias 'champion': `refinery models` lists them,
-`refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file."""
+`refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file,
+`refinery explain` shows a version's lineage, `refinery reproduce` re-runs it."""
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -67,6 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run directory for outputs (default: runs/<UTC timestamp>)",
     )
     add_model_commands(commands)  # promote, rollback, models, predict
+    add_lineage_commands(commands)  # explain, reproduce
     return parser
 
 

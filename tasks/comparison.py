@@ -7,11 +7,16 @@ model is right, and per-class recall deltas as guard rails. Pure functions over 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import binom
+
+from tasks.config import ChampionGateConfig
 
 Ids = np.ndarray
 MetricFn = Callable[[Ids, Ids, int], float]
@@ -141,3 +146,121 @@ def recall_deltas(
         drop = recall_a - recall_b
         out.append(ClassDelta(name, int(mask.sum()), recall_a, recall_b, drop, drop > max_drop + 1e-12))
     return out
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """Everything the gate needs to judge a challenger against the registered champion."""
+
+    champion_version: str
+    champion_tags: dict[str, str]  # the champion version's lineage tags (git_commit, data_hash, ...)
+    bootstrap: BootstrapResult
+    mcnemar: McNemarResult | None  # classification only
+    groups: list[ClassDelta]  # per class, or per slice when a slice column is set
+    group_by: str  # "class" or the slice column's name
+    min_delta: float
+    max_class_drop: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ChampionComparison:
+        mcnemar_raw = raw.get("mcnemar")
+        return cls(
+            champion_version=str(raw["champion_version"]),
+            champion_tags=dict(raw["champion_tags"]),
+            bootstrap=BootstrapResult(**raw["bootstrap"]),
+            mcnemar=McNemarResult(**mcnemar_raw) if mcnemar_raw else None,
+            groups=[ClassDelta(**group) for group in raw["groups"]],
+            group_by=str(raw["group_by"]),
+            min_delta=float(raw["min_delta"]),
+            max_class_drop=float(raw["max_class_drop"]),
+        )
+
+    @property
+    def better(self) -> bool:
+        """The interval's lower bound clears `min_delta`: the challenger is shown to be better."""
+        return self.bootstrap.low > self.min_delta
+
+    @property
+    def tripped(self) -> list[ClassDelta]:
+        return [group for group in self.groups if group.tripped]
+
+
+def compare_predictions(
+    references: Ids,
+    champion: Ids,
+    challenger: Ids,
+    num_labels: int,
+    groups: list[str] | Ids,
+    cfg: ChampionGateConfig,
+) -> tuple[BootstrapResult, McNemarResult, list[ClassDelta]]:
+    """Bootstrap of the metric difference, McNemar and per-group recall deltas on paired predictions."""
+    boot = paired_bootstrap(
+        references,
+        champion,
+        challenger,
+        num_labels,
+        metric=cfg.metric,
+        resamples=cfg.resamples,
+        confidence=cfg.confidence,
+        seed=cfg.seed,
+    )
+    deltas = recall_deltas(references, champion, challenger, groups, cfg.max_class_drop)
+    return boot, mcnemar(references, champion, challenger), deltas
+
+
+def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, dict[str, float | bool]]]:
+    """Whether the challenger is shown better than the champion, the reasons, and the gate checks.
+
+    Better means: the bootstrap interval's lower bound exceeds `min_delta`, and no class (or
+    slice) loses more recall than `max_class_drop`. McNemar's p-value is reported, not gated.
+    """
+    boot, version = comparison.bootstrap, comparison.champion_version
+    level = f"{boot.confidence:.0%} CI"
+    interval = f"[{boot.low:+.4f}, {boot.high:+.4f}]"
+    relation = ">" if comparison.better else "<="
+    reasons = [
+        f"vs champion v{version}: {boot.metric} {boot.challenger:.4f} vs {boot.champion:.4f}, "
+        f"delta {boot.delta:+.4f}, {level} {interval}: lower bound {boot.low:+.4f} {relation} "
+        f"min_delta {comparison.min_delta:+.4f}"
+    ]
+    if comparison.mcnemar is not None:
+        test = comparison.mcnemar
+        reasons.append(
+            f"McNemar: {test.challenger_only} examples only the challenger gets right, "
+            f"{test.champion_only} only the champion; p = {test.p_exact:.4g} (mid-p {test.p_mid:.4g})"
+        )
+    tripped = comparison.tripped
+    for group in tripped:
+        reasons.append(
+            f"guard rail: {comparison.group_by} '{group.name}' recall {group.challenger_recall:.4f} vs "
+            f"{group.champion_recall:.4f} (drop {group.drop:.4f} > {comparison.max_class_drop:.4f}, "
+            f"{group.support} examples)"
+        )
+    if not tripped:
+        reasons.append(
+            f"guard rails: no {comparison.group_by} loses more than {comparison.max_class_drop:.4f} recall "
+            f"({len(comparison.groups)} checked)"
+        )
+    passed = comparison.better and not tripped
+    checks: dict[str, dict[str, float | bool]] = {
+        f"champion.{boot.metric}_delta": {
+            "value": boot.delta,
+            "low": boot.low,
+            "high": boot.high,
+            "threshold": comparison.min_delta,
+            "passed": comparison.better,
+        },
+        "champion.guard_rails": {"tripped": float(len(tripped)), "passed": not tripped},
+    }
+    return passed, reasons, checks
+
+
+def read_comparison(path: Path) -> ChampionComparison | None:
+    """The comparison the compare step wrote; None when there was no champion (or no file)."""
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return ChampionComparison.from_dict(raw) if raw.get("champion_version") else None

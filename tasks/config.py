@@ -99,9 +99,22 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(128, gt=0)
 
 
+class ChampionGateConfig(_Section):
+    """Champion–challenger comparison: when a `champion` exists, the challenger must beat it."""
+
+    metric: Literal["accuracy", "f1_macro"] = "accuracy"  # the difference that is bootstrapped
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # level of the bootstrap interval
+    resamples: int = Field(1000, ge=100)
+    seed: int = 0
+    min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # the interval's lower bound must exceed this
+    max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # recall may fall at most this much per group
+    slice_column: str | None = None  # a column of the test data: guard rails per slice, not per class
+
+
 class GateConfig(_Section):
     """Minimum metrics a model must reach to be registered."""
 
+    champion: ChampionGateConfig = ChampionGateConfig()
     thresholds: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.85, "f1_macro": 0.80})
     on_fail: Literal["fail", "complete"] = "fail"
 
@@ -113,6 +126,7 @@ class RegisterConfig(_Section):
     experiment: str = "refinery"
     tracking_uri: str = "sqlite:///mlflow.db"
     alias: str = "challenger"
+    promotion: Literal["manual", "auto"] = "manual"  # auto: a passing challenger becomes `champion`
 
 
 class Params(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from tasks.comparison import ChampionComparison, judge, read_comparison
 from tasks.config import GateConfig, Params
 from tasks.errors import RefineryError
 from tasks.layout import RunLayout
@@ -35,8 +36,12 @@ class GateFailed(RefineryError):
     """Raised when the gate refuses a model and `gate.on_fail` is `fail`."""
 
 
-def decide(metrics: dict[str, float], cfg: GateConfig) -> GateDecision:
-    """Compare every thresholded metric with its minimum; a missing metric fails the gate."""
+def decide(
+    metrics: dict[str, float], cfg: GateConfig, comparison: ChampionComparison | None = None
+) -> GateDecision:
+    """Compare every thresholded metric with its minimum; a missing metric fails the gate.
+    With a `comparison` against the champion, the challenger must also be shown better
+    (see `tasks.comparison.judge`)."""
     reasons: list[str] = []
     checks: dict[str, dict[str, float | bool]] = {}
     passed = True
@@ -53,13 +58,16 @@ def decide(metrics: dict[str, float], cfg: GateConfig) -> GateDecision:
         reasons.append(f"{name} {value:.4f} {relation} {minimum:.4f}")
     if not cfg.thresholds:
         reasons.append("no thresholds configured: every model passes")
+    if comparison is not None:
+        better, champion_reasons, champion_checks = judge(comparison)
+        passed, reasons, checks = passed and better, reasons + champion_reasons, checks | champion_checks
     return GateDecision(passed=passed, reasons=reasons, checks=checks)
 
 
 def run_step(params: Params, layout: RunLayout) -> GateDecision:
     """Read the test metrics, decide, and write `gate.json` (a DVC metric)."""
     metrics = json.loads(layout.eval_metrics.read_text(encoding="utf-8"))
-    decision = decide(metrics, params.gate)
+    decision = decide(metrics, params.gate, read_comparison(layout.comparison_json))
     layout.gate_json.write_text(decision.to_json(), encoding="utf-8")
     return decision
 

@@ -73,8 +73,29 @@ class RunLayout:
         return self.eval_dir / "predictions.csv"
 
     @property
+    def comparison_dir(self) -> Path:
+        """The champion's predictions on this run's test split and the paired comparison."""
+        return self.root / "comparison"
+
+    @property
+    def champion_predictions_csv(self) -> Path:
+        return self.comparison_dir / "champion_predictions.csv"
+
+    @property
+    def comparison_json(self) -> Path:
+        return self.comparison_dir / "comparison.json"
+
+    @property
     def gate_json(self) -> Path:
         return self.root / "gate.json"
+
+    @property
+    def gate_report_json(self) -> Path:
+        return self.root / "gate_report.json"
+
+    @property
+    def gate_report_md(self) -> Path:
+        return self.root / "gate_report.md"
 
     @property
     def registration_json(self) -> Path:

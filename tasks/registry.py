@@ -279,11 +279,20 @@ def log_and_register(
     )
 
 
-def register_step(params: Params, layout: RunLayout, flow_run_id: str | None = None) -> RegistrationResult:
-    """Log the run and register a passing model; write `registration.json`. Never raises on the gate."""
+def register_step(
+    params: Params, layout: RunLayout, flow_run_id: str | None = None, deployment: str | None = None
+) -> RegistrationResult:
+    """Log the run and register a passing model; write `registration.json`. Never raises on the gate.
+
+    Then (`tasks.release`): the effective params and the gate report on the run and version, and
+    the promotion policy.
+    """
+    from tasks.release import release
+
     decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
-    lineage = current_lineage(params, flow_run_id=flow_run_id)
+    lineage = current_lineage(params, flow_run_id=flow_run_id, layout=layout, deployment=deployment)
     result = log_and_register(params, layout, decision, lineage)
+    release(params, layout, decision, lineage, result)
     layout.registration_json.write_text(result.to_json(), encoding="utf-8")
     return result
 

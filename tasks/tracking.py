@@ -48,6 +48,12 @@ class Lineage:
     data_hash: str
     prefect_flow_run_id: str | None
     params_hash: str
+    dvc_lock_hash: str | None = None  # md5 of dvc.lock, when the checkout has one
+    validation: str | None = None  # the Great Expectations result in one line
+    tokenizer_fingerprint: str | None = None
+    base_model: str | None = None  # train.base_model as given: a path or a hub id
+    base_model_hash: str | None = None  # sha256 of its config and weights files
+    prefect_deployment: str | None = None
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -57,6 +63,12 @@ class Lineage:
             "data_hash": self.data_hash,
             "prefect_flow_run_id": self.prefect_flow_run_id or "none",
             "params_hash": self.params_hash,
+            "dvc_lock_hash": self.dvc_lock_hash or "none",
+            "validation": self.validation or "none",
+            "tokenizer_fingerprint": self.tokenizer_fingerprint or "none",
+            "base_model": self.base_model or "none",
+            "base_model_hash": self.base_model_hash or "none",
+            "prefect_deployment": self.prefect_deployment or "none",
         }
 
 
@@ -104,8 +116,15 @@ def params_hash(params: Params) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def current_lineage(params: Params, flow_run_id: str | None = None, repo_dir: Path = Path()) -> Lineage:
-    """Git state, data hash (DVC's when `data.dvc` exists) and params hash of this checkout."""
+def current_lineage(
+    params: Params,
+    flow_run_id: str | None = None,
+    repo_dir: Path = Path(),
+    layout: RunLayout | None = None,
+    deployment: str | None = None,
+) -> Lineage:
+    """Git state, data hash (DVC's when `data.dvc` exists), params hash of this checkout, and with
+    `layout` the run's validation summary, tokenizer fingerprint and base model identity."""
     commit = _git(repo_dir, "rev-parse", "HEAD")
     status = _git(repo_dir, "status", "--porcelain") if commit else None
     data = params.data
@@ -113,13 +132,42 @@ def current_lineage(params: Params, flow_run_id: str | None = None, repo_dir: Pa
     data_hash = dvc_data_hash(repo_dir / "data.dvc") or files_hash(
         [p if p.is_absolute() else repo_dir / p for p in data_files]
     )
+    lock = repo_dir / "dvc.lock"
     return Lineage(
         git_commit=commit or UNKNOWN,
         git_dirty=bool(status),
         data_hash=data_hash or UNKNOWN,
         prefect_flow_run_id=flow_run_id,
         params_hash=params_hash(params),
+        dvc_lock_hash=hashlib.md5(lock.read_bytes(), usedforsecurity=False).hexdigest()
+        if lock.is_file()
+        else None,
+        **(run_lineage(params, layout) if layout is not None else {}),
+        prefect_deployment=deployment,
     )
+
+
+def run_lineage(params: Params, layout: RunLayout) -> dict[str, str | None]:
+    """What the run directory says: validation result, tokenizer fingerprint; and the base model."""
+    from tasks.base_models import fingerprint_files, resolve_base_model
+    from tasks.errors import ModelSourceError
+    from tasks.tokenization import META_FILE
+
+    facts: dict[str, str | None] = {"base_model": params.train.base_model}
+    if layout.validation_json.is_file():
+        result = read_json(layout.validation_json)
+        stats = ", ".join(f"{k}={v}" for k, v in sorted(result.get("statistics", {}).items()))
+        facts["validation"] = f"{'passed' if result.get('success') else 'failed'}: {stats}"
+    meta = layout.tokenized_dir / META_FILE
+    if meta.is_file():
+        facts["tokenizer_fingerprint"] = str(read_json(meta).get("tokenizer_fingerprint"))
+    try:
+        base_dir = resolve_base_model(params.train.base_model)
+    except ModelSourceError:
+        return facts
+    weights = ("config.json", "model.safetensors", "pytorch_model.bin")
+    facts["base_model_hash"] = fingerprint_files(base_dir, weights)
+    return facts
 
 
 def effective_tracking_uri(cfg: RegisterConfig) -> str:

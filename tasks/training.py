@@ -28,7 +28,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import get_last_checkpoint, set_seed
 
 from tasks.base_models import fingerprint_files, resolve_base_model
 from tasks.config import Params, TrainConfig
@@ -123,6 +123,7 @@ def train_classifier(
         shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
         last = None
     resume_from = last if cfg.resume else None
+    set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
     trainer = Trainer(
         model=load_base_model(model_dir, labels),
         args=training_arguments(cfg, output_dir),

@@ -1,0 +1,169 @@
+"""The gate with a champion comparison: every branch of `decide(metrics, cfg, comparison)`, pure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.comparison import (
+    BootstrapResult,
+    ChampionComparison,
+    ClassDelta,
+    McNemarResult,
+    compare_predictions,
+    read_comparison,
+)
+from tasks.config import ChampionGateConfig, GateConfig, parse_params
+from tasks.gate_report import build_report, report_markdown
+from tasks.gating import GateDecision, decide
+from tasks.release import promotion_reason
+
+METRICS = {"accuracy": 0.9, "f1_macro": 0.85}
+
+
+def comparison(
+    low: float, drops: tuple[float, ...] = (0.0, 0.01), min_delta: float = 0.0
+) -> ChampionComparison:
+    """A comparison whose interval's lower bound is `low`, with one group per recall drop."""
+    boot = BootstrapResult("accuracy", 0.85, 0.9, 0.05, low, low + 0.1, 0.95, 1000, 0)
+    groups = [
+        ClassDelta(f"class_{i}", 20, 0.9, 0.9 - drop, drop, drop > 0.05 + 1e-12)
+        for i, drop in enumerate(drops)
+    ]
+    tags = {"git_commit": "abc", "data_hash": "md5:1"}
+    return ChampionComparison(
+        "3", tags, boot, McNemarResult(4, 9, 0.27, 0.2), groups, "class", min_delta, 0.05
+    )
+
+
+def test_better_challenger_without_tripped_guard_rails_passes() -> None:
+    decision = decide(METRICS, GateConfig(), comparison(low=0.01))
+    assert decision.passed
+    assert any(
+        "vs champion v3" in r and "lower bound +0.0100 > min_delta +0.0000" in r for r in decision.reasons
+    )
+    assert any(r.startswith("McNemar: 9 examples only the challenger") for r in decision.reasons)
+    assert decision.reasons[-1] == "guard rails: no class loses more than 0.0500 recall (2 checked)"
+    assert decision.checks["champion.accuracy_delta"]["passed"] is True
+
+
+def test_interval_touching_min_delta_is_refused() -> None:
+    decision = decide(METRICS, GateConfig(), comparison(low=0.0))
+    assert not decision.passed
+    assert any("lower bound +0.0000 <= min_delta +0.0000" in r for r in decision.reasons)
+    assert decision.checks["champion.accuracy_delta"] == {
+        "value": 0.05, "low": 0.0, "high": pytest.approx(0.1), "threshold": 0.0, "passed": False,
+    }  # fmt: skip
+
+
+def test_positive_min_delta_demands_a_margin() -> None:
+    assert not decide(METRICS, GateConfig(), comparison(low=0.01, min_delta=0.02)).passed
+    assert decide(METRICS, GateConfig(), comparison(low=0.03, min_delta=0.02)).passed
+
+
+def test_a_tripped_guard_rail_refuses_an_otherwise_better_challenger() -> None:
+    decision = decide(METRICS, GateConfig(), comparison(low=0.02, drops=(0.0, 0.2)))
+    assert not decision.passed
+    tripped = [r for r in decision.reasons if r.startswith("guard rail:")]
+    assert tripped == [
+        "guard rail: class 'class_1' recall 0.7000 vs 0.9000 (drop 0.2000 > 0.0500, 20 examples)"
+    ]
+    assert decision.checks["champion.guard_rails"] == {"tripped": 1.0, "passed": False}
+
+
+def test_missed_threshold_fails_even_when_better_than_the_champion() -> None:
+    decision = decide({"accuracy": 0.5, "f1_macro": 0.85}, GateConfig(), comparison(low=0.05))
+    assert not decision.passed
+    assert "accuracy 0.5000 < 0.8500" in decision.reasons
+
+
+def test_without_a_champion_the_thresholds_alone_decide() -> None:
+    assert decide(METRICS, GateConfig(), None) == decide(METRICS, GateConfig())
+    assert decide(METRICS, GateConfig()).passed
+
+
+def test_decision_with_comparison_round_trips_through_json() -> None:
+    decision = decide(METRICS, GateConfig(), comparison(low=0.01, drops=(0.3,)))
+    assert GateDecision.from_json(decision.to_json()) == decision
+
+
+def test_comparison_file_round_trips_and_no_champion_reads_as_none(tmp_path: Path) -> None:
+    original = comparison(low=0.01)
+    path = tmp_path / "comparison.json"
+    path.write_text(json.dumps(original.to_dict()))
+    assert read_comparison(path) == original
+    path.write_text(json.dumps({"champion_version": None, "reason": "no 'champion' alias"}))
+    assert read_comparison(path) is None
+    assert read_comparison(tmp_path / "absent.json") is None
+
+
+def test_compare_predictions_uses_the_configured_metric_and_groups() -> None:
+    refs = np.array([0, 0, 1, 1, 2, 2] * 5)
+    champion = np.array([0, 1, 1, 0, 2, 0] * 5)
+    challenger = refs.copy()
+    cfg = ChampionGateConfig(metric="f1_macro", resamples=200, seed=1)
+    slices = ["web", "app"] * 15
+    boot, test, groups = compare_predictions(refs, champion, challenger, 3, slices, cfg)
+    assert boot.metric == "f1_macro" and boot.resamples == 200 and boot.challenger == 1.0
+    assert boot.low > 0 and test.challenger_only == 15 and test.champion_only == 0
+    assert [g.name for g in groups] == ["app", "web"] and not any(g.tripped for g in groups)
+
+
+def test_champion_params_are_typed_and_closed() -> None:
+    params = parse_params({"gate": {"champion": {"metric": "f1_macro", "confidence": 0.9}}})
+    assert params.gate.champion.metric == "f1_macro" and params.register_.promotion == "manual"
+    with pytest.raises(Exception, match=r"unknown key 'gate.champion.alpha'"):
+        parse_params({"gate": {"champion": {"alpha": 0.05}}})
+    with pytest.raises(Exception, match=r"'gate.champion.metric'"):
+        parse_params({"gate": {"champion": {"metric": "bleu"}}})
+    with pytest.raises(Exception, match=r"'register.promotion'"):
+        parse_params({"register": {"promotion": "always"}})
+
+
+def test_report_shows_estimates_intervals_p_values_deltas_lineage_and_decision() -> None:
+    compared = comparison(low=0.01, drops=(0.0, 0.2))
+    decision = decide(METRICS, GateConfig(), compared)
+    challenger = {
+        "version": None,
+        "mlflow_run_id": "run-9",
+        "lineage": {"git_commit": "def", "data_hash": "md5:2"},
+    }
+    promotion = {"policy": "auto", "outcome": "not registered: nothing to promote"}
+    report = build_report("intent", METRICS, decision, compared, challenger, promotion)
+    assert report["decision"]["passed"] is False and report["champion"]["version"] == "3"
+    text = report_markdown(report)
+    for expected in (
+        "# Gate report: intent (not registered)",
+        "## Decision: **FAILED**",
+        "| accuracy | 0.8500 | 0.9000 | +0.0500 | [+0.0100, +0.1100] | +0.0000 |",
+        "p = 0.27 (exact), 0.2 (mid-p)",
+        "| class_1 | 20 | 0.9000 | 0.7000 | +0.2000 | **yes** |",
+        "| git_commit | def | abc |",
+        "- policy: `auto`",
+    ):
+        assert expected in text, expected
+    assert promotion_reason(compared).startswith("auto: beats v3 on accuracy by +0.0500")
+
+
+def test_manual_policy_never_promotes_and_a_refused_model_is_not_promoted() -> None:
+    from tasks.registry import RegistrationResult
+    from tasks.release import apply_policy
+
+    params = parse_params({"register": {"model_name": "intent", "promotion": "manual"}})
+    registered = RegistrationResult(
+        "run", "0", True, "intent", "4", "models:/intent/4", "models:/intent@challenger"
+    )
+    passed = decide(METRICS, GateConfig())
+    # neither branch touches the registry: no client needed
+    outcome = apply_policy(None, params, passed, None, registered)  # type: ignore[arg-type]
+    assert outcome == {
+        "policy": "manual",
+        "outcome": "alias 'challenger' set; promote with `refinery promote intent --version 4`",
+    }
+    auto = parse_params({"register": {"promotion": "auto"}})
+    refused = RegistrationResult("run", "0", False, "intent", None, None, None)
+    outcome = apply_policy(None, auto, decide({}, GateConfig()), None, refused)  # type: ignore[arg-type]
+    assert outcome["outcome"] == "not registered: nothing to promote"
