@@ -63,6 +63,11 @@ def score_champion(
 
     components = mlflow.transformers.load_model(model_uri, return_type="components")
     model, tokenizer = components["model"], components["tokenizer"]
+    if not type(model).__name__.endswith("ForSequenceClassification"):
+        raise RefineryError(
+            f"{model_uri} ({type(model).__name__}) is not a sequence classifier: cannot compare it with "
+            "this run; move the 'champion' alias or use another register.model_name"
+        )
     limit = int(getattr(model.config, "max_position_embeddings", max_length) or max_length)
     encoded = tokenizer(texts, truncation=True, max_length=min(max_length, limit))
     predictions, confidence = predict(model, tokenizer, Dataset.from_dict(dict(encoded)), batch_size)

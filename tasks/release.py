@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from tasks.comparison import ChampionComparison, read_comparison
 from tasks.config import Params
-from tasks.gate_report import build_report, report_json, report_markdown
+from tasks.gate_report import build_report, report_json, report_markdown, version_description
 from tasks.gating import GateDecision
 from tasks.layout import RunLayout
 from tasks.promotion import promote
@@ -25,7 +25,6 @@ from tasks.tracking import Lineage, effective_tracking_uri, read_json, tracking_
 PARAMS_ARTIFACT = "params.yaml"
 REPORT_TAG = "gate.report"
 AUTO_USER = "refinery (register.promotion: auto)"
-_MAX_DESCRIPTION = 60000
 
 
 def promotion_reason(comparison: ChampionComparison | None) -> str:
@@ -88,10 +87,9 @@ def release(
             if path.is_file():  # the champion's predictions next to the challenger's eval/
                 client.log_artifact(run_id, str(path), artifact_path=layout.comparison_dir.name)
         if result.registered and result.version is not None:
-            tags = {"mlflow_run_id": run_id, REPORT_TAG: f"runs:/{run_id}/{layout.gate_report_md.name}"}
-            for key, value in tags.items():
+            report_uri = f"runs:/{run_id}/{layout.gate_report_md.name}"
+            for key, value in {"mlflow_run_id": run_id, REPORT_TAG: report_uri}.items():
                 client.set_model_version_tag(cfg.model_name, result.version, key, value)
-            client.update_model_version(
-                cfg.model_name, result.version, description=markdown[:_MAX_DESCRIPTION]
-            )
+            description = version_description(report, report_uri)
+            client.update_model_version(cfg.model_name, result.version, description=description)
     return report

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tasks.comparison import (
@@ -167,3 +168,32 @@ def test_manual_policy_never_promotes_and_a_refused_model_is_not_promoted() -> N
     refused = RegistrationResult("run", "0", False, "intent", None, None, None)
     outcome = apply_policy(None, auto, decide({}, GateConfig()), None, refused)  # type: ignore[arg-type]
     assert outcome["outcome"] == "not registered: nothing to promote"
+
+
+def test_slices_come_from_the_test_rows_source_file(tmp_path: Path) -> None:
+    from tasks.champion import slice_values
+    from tasks.errors import RefineryError
+
+    source = tmp_path / "test.csv"
+    source.write_text("text,category,channel\na,x,web\nb,y,app\nc,x,app\n", encoding="utf-8")
+    test = pd.DataFrame({"source_file": [str(source)] * 2, "source_row": [3, 1]})
+    params = parse_params({})
+    assert slice_values(test, "channel", params) == ["app", "web"]
+    with pytest.raises(RefineryError, match=r"slice_column: column 'country' not found in .*test\.csv"):
+        slice_values(test, "country", params)
+
+
+def test_version_description_stays_within_mlflow_limits() -> None:
+    from tasks.gate_report import version_description
+
+    many = tuple(0.0 for _ in range(300))  # 300 classes: the full report is far longer than 5,000
+    compared = comparison(low=0.01, drops=many)
+    decision = decide(METRICS, GateConfig(), compared)
+    challenger = {"version": "7", "mlflow_run_id": "r", "lineage": {}}
+    report = build_report(
+        "intent", METRICS, decision, compared, challenger, {"policy": "manual", "outcome": "x"}
+    )
+    assert len(report_markdown(report)) > 5000
+    text = version_description(report, "runs:/r/gate_report.md")
+    assert len(text) <= 4900 and text.startswith("# Gate report: intent version 7")
+    assert "## Decision: **PASSED**" in text and text.rstrip().endswith("`runs:/r/gate_report.md`")
