@@ -48,6 +48,7 @@ class Recorded:
     experiment_id: str
     params_text: str
     git_commit: str
+    git_dirty: bool  # trained with uncommitted changes: the commit alone may not be that code
     data_hash: str
     metrics: dict[str, float]  # test metrics, without the `test_` prefix
 
@@ -73,9 +74,10 @@ class Reproduction:
     def report(self) -> str:
         """A table of recorded and reproduced test metrics and the verdict."""
         rec = self.recorded
+        dirty = " (recorded with uncommitted changes)" if rec.git_dirty else ""
         lines = [
             f"Reproduced {rec.name} version {rec.version} (run {rec.run_id}) in the {self.workspace}",
-            f"  git commit {rec.git_commit}, data {rec.data_hash}",
+            f"  git commit {rec.git_commit}{dirty}, data {rec.data_hash}",
             f"  new run {self.run_id}, files in {self.run_dir}",
             f"  {'metric':<18}{'recorded':>22}{'reproduced':>22}  equal",
         ]
@@ -110,6 +112,7 @@ def recorded(client: MlflowClient, name: str, version: str) -> Recorded:
         experiment_id=run.info.experiment_id,
         params_text=text,
         git_commit=found.tags.get("git_commit", UNKNOWN),
+        git_dirty=found.tags.get("git_dirty") == "true",
         data_hash=found.tags.get("data_hash", UNKNOWN),
         metrics=metrics,
     )
