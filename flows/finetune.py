@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment, flow_run
@@ -63,6 +64,18 @@ register_step = task(
 )(registry.register_step)
 
 
+def publish_generations(layout: RunLayout, rows: int) -> None:
+    """causal_lm: example generations (prompt, reference, output) as a Prefect table artifact."""
+    if not layout.generations_csv.is_file() or rows == 0:
+        return
+    table = pd.read_csv(layout.generations_csv, keep_default_na=False).head(rows)
+    create_table_artifact(
+        table[["prompt", "reference", "output"]].to_dict("records"),
+        key="finetune-generations",
+        description="Greedy generations on held-out examples",
+    )
+
+
 def publish_gate_report(layout: RunLayout) -> None:
     """The gate report (decision, champion comparison, lineage, promotion) as a Prefect artifact."""
     if layout.gate_report_md.is_file():
@@ -70,7 +83,9 @@ def publish_gate_report(layout: RunLayout) -> None:
         create_markdown_artifact(report, key="finetune-gate-report", description="Refinery gate report")
 
 
-@flow(name="finetune", log_prints=True)
+# log_prints stays off: it re-routes print(), which breaks dill's stdout capture (used by `datasets`
+# fingerprinting) and floods the log with bytecode listings.
+@flow(name="finetune", log_prints=False)
 def finetune(
     params_path: str = "params.yaml", overrides: dict[str, Any] | None = None, workdir: str | None = None
 ) -> dict[str, Any]:
@@ -85,6 +100,7 @@ def finetune(
     with concurrency(TRAINING_LIMIT, occupy=1, strict=False):
         train_step(params, layout)
     metrics = evaluate_step(params, layout)
+    publish_generations(layout, params.evaluate.examples_shown)
     compare_step(params, layout)
     decision: GateDecision = gate_step(params, layout)
     registration = register_step(params, layout, flow_run.get_id(), deployment.get_name())

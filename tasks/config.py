@@ -50,6 +50,7 @@ class ValidateConfig(_Section):
     max_duplicate_fraction: float = Field(0.0, ge=0.0, le=1.0)
     allow_leakage: bool = False
     max_failed_rows_shown: int = Field(10, ge=1)
+    max_truncated_fraction: float = Field(0.05, ge=0.0, le=1.0)  # causal_lm: examples cut at max_length
 
 
 class TokenizeConfig(_Section):
@@ -60,6 +61,37 @@ class TokenizeConfig(_Section):
     batch_size: int = Field(1000, gt=0)
     num_proc: int | None = Field(None, gt=0)
     cache_dir: str = ".cache/refinery/tokenized"
+
+
+class SftConfig(_Section):
+    """Instruction / chat examples for `task: causal_lm`: record shape and field mapping."""
+
+    format: Literal["auto", "instruction", "chat"] = "auto"  # auto: chat when the messages field exists
+    instruction_field: str = "instruction"
+    input_field: str = "input"  # optional: appended to the instruction when present and non-empty
+    output_field: str = "output"
+    messages_field: str = "messages"  # a list of {role, content}: system?, then user/assistant turns
+    system_prompt: str | None = None  # prepended as a system message to instruction records
+    from_classification: bool = False  # build instruction records from data.text_column/label_column
+    instruction_template: str = "Classify this customer message into a banking intent: {text}"
+    packing: bool = False  # concatenate short train examples up to max_length
+
+    @model_validator(mode="after")
+    def _template_has_text(self) -> SftConfig:
+        if self.from_classification and "{text}" not in self.instruction_template:
+            raise ValueError("sft.instruction_template must contain '{text}'")
+        return self
+
+
+class LoraSettings(_Section):
+    """Low-rank adapters (PEFT); target modules default per architecture when not given."""
+
+    enabled: bool = False
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = None
+    quantize_4bit: bool = False  # QLoRA: needs CUDA and bitsandbytes
 
 
 class TrainConfig(_Section):
@@ -85,6 +117,7 @@ class TrainConfig(_Section):
     checkpoint_dir: str = ".cache/refinery/checkpoints"
     resume: bool = True
     progress_bars: bool = True
+    lora: LoraSettings = LoraSettings()
 
     @model_validator(mode="after")
     def _steps_need_eval_steps(self) -> TrainConfig:
@@ -97,6 +130,9 @@ class EvaluateConfig(_Section):
     """Scoring of the test split."""
 
     batch_size: int = Field(128, gt=0)
+    max_new_tokens: int = Field(32, gt=0)  # causal_lm: greedy generation length
+    max_generation_examples: int | None = Field(None, gt=0)  # causal_lm: cap on generated test rows
+    examples_shown: int = Field(20, ge=0)  # causal_lm: rows of the generations table in the artifact
 
 
 class ChampionGateConfig(_Section):
@@ -116,6 +152,7 @@ class GateConfig(_Section):
 
     champion: ChampionGateConfig = ChampionGateConfig()
     thresholds: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.85, "f1_macro": 0.80})
+    maximums: dict[str, float] = Field(default_factory=dict)  # lower-is-better metrics, e.g. perplexity
     on_fail: Literal["fail", "complete"] = "fail"
 
 
@@ -127,13 +164,16 @@ class RegisterConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     alias: str = "challenger"
     promotion: Literal["manual", "auto"] = "manual"  # auto: a passing challenger becomes `champion`
+    causal_lm_format: Literal["merged", "adapter"] = "merged"  # adapter: LoRA weights + base reference
 
 
 class Params(_Section):
     """The whole pipeline's configuration, one section per step."""
 
+    task: Literal["sequence_classification", "causal_lm"] = "sequence_classification"
     data: DataConfig = DataConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    sft: SftConfig = SftConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -141,6 +181,17 @@ class Params(_Section):
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _causal_lm_selects_on_loss(self) -> Params:
+        train = self.train
+        if (
+            self.task == "causal_lm"
+            and train.early_stopping_patience
+            and train.metric_for_best_model != "loss"
+        ):
+            raise ValueError("train.metric_for_best_model must be 'loss' when task is causal_lm")
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         """The effective configuration, with the same keys as params.yaml."""
@@ -157,6 +208,8 @@ def _format_error(source: str, err: ValidationError) -> str:
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{path}'"
+    if kind == "value_error":  # a cross-field rule: its message names the keys
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     got = first.get("input")
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: '{path}' {first['msg'].lower()}, got {got!r}{more}"

@@ -199,9 +199,13 @@ def split_frames(frames: dict[str, pd.DataFrame], cfg: DataConfig, root: Path = 
     names = label_names(frames["train"][cfg.label_column], labels_path)
     label2id = {name: i for i, name in enumerate(names)}
     pool = _normalise(frames["train"], cfg, label2id)
-    if "test" in frames:
-        test = _normalise(frames["test"], cfg, label2id)
-    else:
+    test = _normalise(frames["test"], cfg, label2id) if "test" in frames else None
+    return split_rows(pool, test, cfg, names)
+
+
+def split_rows(pool: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, labels: list[str]) -> Splits:
+    """Test from its own file or a fraction of `pool`, the sample caps, then validation from train."""
+    if test is None:
         pool, test = split_off(pool, cfg.test_fraction, cfg.seed, "data.test_fraction")
     if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):
         _, test = split_off(test, cfg.max_test_samples, cfg.seed, "data.max_test_samples")
@@ -212,7 +216,7 @@ def split_frames(frames: dict[str, pd.DataFrame], cfg: DataConfig, root: Path = 
         train=train.reset_index(drop=True),
         validation=validation.reset_index(drop=True),
         test=test.reset_index(drop=True),
-        labels=names,
+        labels=labels,
     )
 
 

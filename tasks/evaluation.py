@@ -204,6 +204,10 @@ def _check_rows(raw: pd.DataFrame, references: np.ndarray, source: Path) -> None
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, float]:
     """Score the trained model on the test split and write metrics, tables and the confusion matrix."""
+    if params.task == "causal_lm":
+        from tasks import generation
+
+        return generation.run_step(params, layout)
     model, label_names = _load_model(layout.model_dir)
     tokenizer = load_tokenizer(layout.model_dir)
     test = load_tokenized(layout)["test"]

@@ -39,24 +39,26 @@ class GateFailed(RefineryError):
 def decide(
     metrics: dict[str, float], cfg: GateConfig, comparison: ChampionComparison | None = None
 ) -> GateDecision:
-    """Compare every thresholded metric with its minimum; a missing metric fails the gate.
-    With a `comparison` against the champion, the challenger must also be shown better
-    (see `tasks.comparison.judge`)."""
+    """Compare every thresholded metric with its minimum (and `maximums` with their maximum);
+    a missing metric fails the gate. With a `comparison` against the champion, the challenger
+    must also be shown better (see `tasks.comparison.judge`)."""
     reasons: list[str] = []
     checks: dict[str, dict[str, float | bool]] = {}
     passed = True
-    for name, minimum in sorted(cfg.thresholds.items()):
+    bounds = [(name, bound, True) for name, bound in sorted(cfg.thresholds.items())]
+    bounds += [(name, bound, False) for name, bound in sorted(cfg.maximums.items())]
+    for name, bound, at_least in bounds:
         value = metrics.get(name)
         if value is None:
             passed = False
-            reasons.append(f"{name}: not computed (threshold {minimum:.4f})")
+            reasons.append(f"{name}: not computed (threshold {bound:.4f})")
             continue
-        ok = value >= minimum
+        ok = value >= bound if at_least else value <= bound
         passed = passed and ok
-        checks[name] = {"value": value, "threshold": minimum, "passed": ok}
-        relation = ">=" if ok else "<"
-        reasons.append(f"{name} {value:.4f} {relation} {minimum:.4f}")
-    if not cfg.thresholds:
+        checks[name] = {"value": value, "threshold": bound, "passed": ok}
+        relation = (">=" if ok else "<") if at_least else ("<=" if ok else ">")
+        reasons.append(f"{name} {value:.4f} {relation} {bound:.4f}")
+    if not cfg.thresholds and not cfg.maximums:
         reasons.append("no thresholds configured: every model passes")
     if comparison is not None:
         better, champion_reasons, champion_checks = judge(comparison)

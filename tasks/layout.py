@@ -73,6 +73,11 @@ class RunLayout:
         return self.eval_dir / "predictions.csv"
 
     @property
+    def generations_csv(self) -> Path:
+        """causal_lm: prompt, reference and generated output of each held-out example."""
+        return self.eval_dir / "generations.csv"
+
+    @property
     def comparison_dir(self) -> Path:
         """The champion's predictions on this run's test split and the paired comparison."""
         return self.root / "comparison"

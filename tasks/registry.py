@@ -21,6 +21,7 @@ from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types.schema import ColSpec, Schema
 
+from tasks import sft_registry
 from tasks.config import Params, RegisterConfig
 from tasks.data import SPLITS
 from tasks.errors import RefineryError
@@ -55,6 +56,13 @@ SIGNATURE = ModelSignature(
 BANKING77_ATTRIBUTION = (
     "BANKING77 dataset by PolyAI, CC BY 4.0 (https://huggingface.co/datasets/PolyAI/banking77)."
 )
+_CLASSIFIER_LIMITATIONS = """\
+- Routes short texts like those of `{name}` to one of the labels above; it always answers
+  with one of them, so texts outside those intents get a confident-looking wrong label.
+- Scores are softmax outputs, not calibrated probabilities. Check the per-class report before
+  relying on rare labels, and keep a person in the loop for decisions that affect customers.
+- Performance on other domains, languages or writing styles is unknown.
+"""
 _EXISTS = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
 
 
@@ -81,8 +89,13 @@ class RegistrationResult:
         return cls(**json.loads(text))
 
 
-def reported_files(layout: RunLayout) -> list[Path]:
+def reported_files(layout: RunLayout, task: str = "sequence_classification") -> list[Path]:
     """The run directory's files that become artifacts of the MLflow run."""
+    evaluated = (
+        sft_registry.reported_files(layout)
+        if task == "causal_lm"
+        else [layout.per_class_csv, layout.confusion_png, layout.predictions_csv]
+    )
     return [
         layout.splits_dir / "labels.json",
         layout.validation_json,
@@ -90,15 +103,13 @@ def reported_files(layout: RunLayout) -> list[Path]:
         layout.train_metrics,
         layout.train_history,
         layout.eval_metrics,
-        layout.per_class_csv,
-        layout.confusion_png,
-        layout.predictions_csv,
+        *evaluated,
         layout.gate_json,
     ]
 
 
-def _require_inputs(layout: RunLayout, with_model: bool) -> None:
-    needed = reported_files(layout) + [layout.splits_dir / f"{split}.parquet" for split in SPLITS]
+def _require_inputs(layout: RunLayout, with_model: bool, task: str = "sequence_classification") -> None:
+    needed = reported_files(layout, task) + [layout.splits_dir / f"{split}.parquet" for split in SPLITS]
     if with_model:
         needed.append(layout.model_dir / "config.json")
     missing = [str(path) for path in needed if not path.is_file()]
@@ -129,6 +140,12 @@ def render_model_card(params: Params, decision: GateDecision, lineage: Lineage, 
     test = {k: f"{v:.4f}" if isinstance(v, float) else str(v) for k, v in facts.test_metrics.items()}
     attribution = BANKING77_ATTRIBUTION if data.name.startswith("banking77") else ""  # samples too
     reasons = "\n".join(f"- {reason}" for reason in decision.reasons) or "- (none given)"
+    summary, limitations = (
+        sft_registry.card_texts(params)
+        if params.task == "causal_lm"
+        else (f"Text classifier fine-tuned by Refinery from `{params.train.base_model}` into "
+              f"{len(labels)} labels.", _CLASSIFIER_LIMITATIONS.format(name=data.name))
+    )  # fmt: skip
     registered = (
         f"registered as `{reg.model_name}` with alias `{reg.alias}`"
         if decision.passed
@@ -136,7 +153,7 @@ def render_model_card(params: Params, decision: GateDecision, lineage: Lineage, 
     )
     return f"""# Model card: {reg.model_name}
 
-Text classifier fine-tuned by Refinery from `{params.train.base_model}` into {len(labels)} labels.
+{summary}
 
 ## Data
 - Dataset: **{data.name}** ({data.train_path}{f", {data.test_path}" if data.test_path else ""})
@@ -161,12 +178,7 @@ Text classifier fine-tuned by Refinery from `{params.train.base_model}` into {le
 - MLflow run: `{run_id}`; {registered}
 
 ## Intended use and limitations
-- Routes short texts like those of `{data.name}` to one of the labels above; it always answers
-  with one of them, so texts outside those intents get a confident-looking wrong label.
-- Scores are softmax outputs, not calibrated probabilities. Check the per-class report before
-  relying on rare labels, and keep a person in the loop for decisions that affect customers.
-- Performance on other domains, languages or writing styles is unknown.
-"""
+{limitations}"""
 
 
 def pip_requirements() -> list[str]:
@@ -250,7 +262,7 @@ def log_and_register(
     params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage
 ) -> RegistrationResult:
     """Record the pipeline run in MLflow; register the model under the alias if the gate passed."""
-    _require_inputs(layout, with_model=decision.passed)
+    _require_inputs(layout, with_model=decision.passed, task=params.task)
     cfg = params.register_
     with tracking_to(effective_tracking_uri(cfg)) as client:
         exp_id = experiment_id(client, cfg.experiment)
@@ -262,10 +274,16 @@ def log_and_register(
             facts = CardFacts(labels, sizes, read_json(layout.eval_metrics), run_id)
             card = render_model_card(params, decision, lineage, facts)
             layout.model_card.write_text(card, encoding="utf-8")
-            log_artifacts(client, run_id, layout, [*reported_files(layout), layout.model_card])
+            log_artifacts(client, run_id, layout, [*reported_files(layout, params.task), layout.model_card])
             if not decision.passed:
                 return RegistrationResult(run_id, exp_id, False, cfg.model_name, None, None, None)
-            info = log_model(layout, card, example_texts(layout))
+            info = (
+                sft_registry.log_causal_lm(
+                    params, layout, card, sft_registry.example_prompts(layout), pip_requirements()
+                )
+                if params.task == "causal_lm"
+                else log_model(layout, card, example_texts(layout))
+            )
             tags = {**lineage.tags(), "gate.decision": decision.label}
             version = register_version(client, cfg, info, run_id, tags)
     return RegistrationResult(

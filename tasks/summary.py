@@ -7,7 +7,10 @@ from typing import Any
 from tasks.config import Params
 from tasks.gating import GateDecision
 
-HEADLINE_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
+HEADLINE_METRICS = (
+    *("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"),  # sequence_classification
+    *("exact_match", "rouge_l", "eval_loss", "perplexity"),  # causal_lm
+)
 
 
 def mlflow_ui_command(tracking_uri: str) -> str:

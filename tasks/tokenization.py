@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,12 @@ def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _code_version() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+def code_version(*modules: Path) -> str:
+    """A hash of this module's source (and of `modules`): new code, new cache entries."""
+    digest = hashlib.sha256()
+    for path in (Path(__file__), *modules):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def cache_key(splits: Splits, tokenizer_dir: Path, cfg: TokenizeConfig) -> str:
@@ -49,7 +54,7 @@ def cache_key(splits: Splits, tokenizer_dir: Path, cfg: TokenizeConfig) -> str:
     digest.update(fingerprint_files(tokenizer_dir).encode())
     rule = {"max_length": cfg.max_length, "percentile": cfg.length_percentile}
     digest.update(json.dumps(rule, sort_keys=True).encode())
-    digest.update(_code_version().encode())
+    digest.update(code_version().encode())
     return digest.hexdigest()[:24]
 
 
@@ -98,25 +103,35 @@ def tokenize_splits(
 
 def tokenize_cached(splits: Splits, model_dir: Path, cfg: TokenizeConfig) -> tuple[Path, dict[str, Any]]:
     """Directory of the tokenized splits for these inputs, computing them only on a cache miss."""
-    key = cache_key(splits, model_dir, cfg)
-    target = Path(cfg.cache_dir) / key
+
+    def build() -> tuple[DatasetDict, dict[str, Any]]:
+        tokenizer = load_tokenizer(model_dir)
+        max_length = derive_max_length(
+            splits.train["text"].tolist(), tokenizer, cfg, model_max_length(tokenizer, model_dir)
+        )
+        dataset = tokenize_splits(splits, tokenizer, max_length, cfg)
+        truncated = sum(
+            int(np.sum(np.asarray([len(ids) for ids in dataset[name]["input_ids"]]) >= max_length))
+            for name in dataset
+        )
+        return dataset, {"max_length": max_length, "truncated_examples": truncated}
+
+    return publish_cached(Path(cfg.cache_dir), cache_key(splits, model_dir, cfg), model_dir, build)
+
+
+def publish_cached(
+    cache_dir: Path, key: str, model_dir: Path, build: Callable[[], tuple[DatasetDict, dict[str, Any]]]
+) -> tuple[Path, dict[str, Any]]:
+    """`cache_dir/key` when it was built before, else what `build` returns, saved there atomically."""
+    target = cache_dir / key
     meta_path = target / META_FILE
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         return target, {**meta, "cache_hit": True}
-    tokenizer = load_tokenizer(model_dir)
-    max_length = derive_max_length(
-        splits.train["text"].tolist(), tokenizer, cfg, model_max_length(tokenizer, model_dir)
-    )
-    dataset = tokenize_splits(splits, tokenizer, max_length, cfg)
-    truncated = sum(
-        int(np.sum(np.asarray([len(ids) for ids in dataset[name]["input_ids"]]) >= max_length))
-        for name in dataset
-    )
+    dataset, facts = build()
     meta = {
         "cache_key": key,
-        "max_length": max_length,
-        "truncated_examples": truncated,
+        **facts,
         "rows": {name: len(dataset[name]) for name in dataset},
         "tokenizer_fingerprint": fingerprint_files(model_dir),
     }
@@ -129,6 +144,12 @@ def tokenize_cached(splits: Splits, model_dir: Path, cfg: TokenizeConfig) -> tup
     return target, {**meta, "cache_hit": False}
 
 
+def copy_tokenized(source: Path, layout: RunLayout) -> None:
+    """Put the (cached) tokenized splits into the run directory."""
+    shutil.rmtree(layout.tokenized_dir, ignore_errors=True)
+    shutil.copytree(source, layout.tokenized_dir)
+
+
 def cache_key_for(params: Params, layout: RunLayout) -> str:
     """The key `tokenize_cached` will use for this run (the Prefect task cache uses the same)."""
     return cache_key(read_splits(layout), resolve_base_model(params.train.base_model), params.tokenize)
@@ -136,10 +157,13 @@ def cache_key_for(params: Params, layout: RunLayout) -> str:
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Tokenize the validated splits into `layout.tokenized_dir` (from the cache when possible)."""
+    if params.task == "causal_lm":
+        from tasks import sft_tokenization
+
+        return sft_tokenization.run_step(params, layout)
     model_dir = resolve_base_model(params.train.base_model)
     source, meta = tokenize_cached(read_splits(layout), model_dir, params.tokenize)
-    shutil.rmtree(layout.tokenized_dir, ignore_errors=True)
-    shutil.copytree(source, layout.tokenized_dir)
+    copy_tokenized(source, layout)
     return meta
 
 

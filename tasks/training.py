@@ -31,10 +31,11 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint, set_seed
 
 from tasks.base_models import fingerprint_files, resolve_base_model
-from tasks.config import Params, TrainConfig
+from tasks.config import LoraSettings, Params, TrainConfig
 from tasks.data import read_splits
 from tasks.evaluation import classification_metrics
 from tasks.layout import RunLayout
+from tasks.lora import apply_lora, quantization_config, save_trained
 from tasks.tokenization import META_FILE, load_tokenized, load_tokenizer
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
@@ -52,15 +53,17 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path) -> str
     return digest.hexdigest()[:24]
 
 
-def load_base_model(model_dir: Path, labels: list[str]) -> PreTrainedModel:
-    """The base encoder with a new classification head sized and named for `labels`."""
-    return AutoModelForSequenceClassification.from_pretrained(
+def load_base_model(model_dir: Path, labels: list[str], lora: LoraSettings) -> PreTrainedModel:
+    """The base encoder with a new classification head sized and named for `labels` (LoRA-wrapped)."""
+    model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir),
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         ignore_mismatched_sizes=True,
+        quantization_config=quantization_config(lora),
     )
+    return apply_lora(model, lora, "SEQ_CLS")
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
@@ -118,14 +121,9 @@ def train_classifier(
     callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train (resuming an interrupted run in `output_dir`), return the trainer and a summary."""
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if last is not None and (output_dir / COMPLETE_MARKER).exists():
-        shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
-        last = None
-    resume_from = last if cfg.resume else None
     set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
     trainer = Trainer(
-        model=load_base_model(model_dir, labels),
+        model=load_base_model(model_dir, labels, cfg.lora),
         args=training_arguments(cfg, output_dir),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"] if len(tokenized["validation"]) else None,
@@ -137,9 +135,19 @@ def train_classifier(
             *(callbacks or []),
         ],
     )
+    return trainer, fit(trainer, cfg, output_dir)
+
+
+def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
+    """Run `trainer`, resuming an interrupted run in `output_dir`; return the summary metrics."""
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is not None and (output_dir / COMPLETE_MARKER).exists():
+        shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
+        last = None
+    resume_from = last if cfg.resume else None
     result = trainer.train(resume_from_checkpoint=resume_from)
     (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
-    summary = {
+    summary: dict[str, Any] = {
         "train_loss": float(result.training_loss),
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
         "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
@@ -149,7 +157,7 @@ def train_classifier(
     }
     if trainer.state.best_metric is not None:
         summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)
-    return trainer, summary
+    return summary
 
 
 def history_frame(log_history: list[dict[str, Any]]) -> pd.DataFrame:
@@ -164,6 +172,10 @@ def history_frame(log_history: list[dict[str, Any]]) -> pd.DataFrame:
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Train on the tokenized splits; save model + tokenizer, history and summary metrics."""
+    if params.task == "causal_lm":
+        from tasks import sft_training
+
+        return sft_training.run_step(params, layout)
     model_dir = resolve_base_model(params.train.base_model)
     splits = read_splits(layout)
     tokenized = load_tokenized(layout)
@@ -173,13 +185,17 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     trainer, summary = train_classifier(
         tokenized, tokenizer, model_dir, splits.labels, params.train, output_dir
     )
-    shutil.rmtree(layout.model_dir, ignore_errors=True)
-    trainer.save_model(str(layout.model_dir))
+    summary.update(save_trained(trainer.model, layout.model_dir, model_dir))
     tokenizer.save_pretrained(str(layout.model_dir))
+    write_history(trainer, summary, layout)
+    return {**summary, "checkpoint_dir": str(output_dir)}
+
+
+def write_history(trainer: Trainer, summary: dict[str, Any], layout: RunLayout) -> None:
+    """The training history (a DVC plot) and the summary metrics (a DVC metric)."""
     layout.train_dir.mkdir(parents=True, exist_ok=True)
     history_frame(trainer.state.log_history).to_csv(layout.train_history, index=False)
     layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
-    return {**summary, "checkpoint_dir": str(output_dir)}
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ _LEAK_BATCH = "test_against_train"
 
 
 @dataclass(frozen=True)
-class _Check:
+class Check:
     """One expectation, the batch it runs on, and what to tell the user about it."""
 
     name: str
@@ -53,7 +53,7 @@ class _Check:
 
 
 @dataclass(frozen=True)
-class _Batch:
+class Batch:
     """A dataframe given to Great Expectations, and the columns that identify its offending rows."""
 
     frame: pd.DataFrame
@@ -69,10 +69,10 @@ def validate_frames(
 ) -> ValidationResult:
     """Run the suite on `frames` ("train", optional "test"); never raises for bad data."""
     text, label = data_cfg.text_column, data_cfg.label_column
-    batches = {key: _file_batch(key, frame, text, label) for key, frame in frames.items()}
+    batches = {key: file_batch(key, frame, text, label) for key, frame in frames.items()}
     checks = [c for key in frames for c in _file_checks(key, batches[key], text, label, cfg, known_labels)]
-    cross_checks, derived = _cross_checks(batches, text, label, cfg)
-    outcomes = _run_suite({**batches, **derived}, checks + cross_checks)
+    across, derived = cross_checks(batches, text, label, cfg)
+    outcomes = run_suite({**batches, **derived}, checks + across)
     statistics: dict[str, int | float] = {}
     for key, batch in batches.items():
         statistics[f"rows_{key}"] = len(batch.frame)
@@ -91,29 +91,29 @@ def check(result: ValidationResult, cfg: ValidateConfig) -> None:
         raise DataValidationError(result.failure_message(cfg.max_failed_rows_shown))
 
 
-def _file_batch(key: str, frame: pd.DataFrame, text: str, label: str) -> _Batch:
+def file_batch(key: str, frame: pd.DataFrame, text: str, label: str) -> Batch:
     has_file = "source_file" in frame.columns and len(frame) > 0
     file = str(frame["source_file"].iloc[0]) if has_file else key
     if text in frame.columns:
         stripped = frame[text].map(lambda v: v.strip() if isinstance(v, str) else v)
         frame = frame.assign(**{_STRIPPED: stripped})
     index_columns = [ROW] + [c for c in dict.fromkeys([text, label]) if c in frame.columns]
-    return _Batch(frame=frame, file=file, index_columns=index_columns)
+    return Batch(frame=frame, file=file, index_columns=index_columns)
 
 
 def _file_checks(
     key: str,
-    batch: _Batch,
+    batch: Batch,
     text: str,
     label: str,
     cfg: ValidateConfig,
     known_labels: list[str] | None,
-) -> list[_Check]:
+) -> list[Check]:
     """Expectations on one file; those on a missing column are skipped, its absence is reported."""
     file, columns = batch.file, batch.frame.columns
 
-    def on(name: str, column: str, expectation: gxe.Expectation, why: str) -> _Check:
-        return _Check(name, expectation, key, file, column, why)
+    def on(name: str, column: str, expectation: gxe.Expectation, why: str) -> Check:
+        return Check(name, expectation, key, file, column, why)
 
     checks = [
         # nothing else can be checked, or trained, without the text
@@ -155,9 +155,9 @@ def _file_checks(
     return checks
 
 
-def _cross_checks(
-    batches: dict[str, _Batch], text: str, label: str, cfg: ValidateConfig
-) -> tuple[list[_Check], dict[str, _Batch]]:
+def cross_checks(
+    batches: dict[str, Batch], text: str, label: str, cfg: ValidateConfig
+) -> tuple[list[Check], dict[str, Batch]]:
     """Expectations that compare files, and the small frames they derive for GX to check.
 
     GX has no per-value minimum count, and a train-sized `value_set` makes it re-serialize the
@@ -165,15 +165,15 @@ def _cross_checks(
     test text are counted here and validated as columns of derived frames.
     """
     train, test = batches["train"], batches.get("test")
-    checks: list[_Check] = []
-    derived: dict[str, _Batch] = {}
+    checks: list[Check] = []
+    derived: dict[str, Batch] = {}
     if label in train.frame.columns:
         counts = train.frame[label].dropna().value_counts()
         classes = pd.DataFrame({"class": counts.index.astype(str), "examples": counts.to_numpy()})
-        derived[_CLASS_BATCH] = _Batch(frame=classes, file=train.file, index_columns=["class"])
+        derived[_CLASS_BATCH] = Batch(frame=classes, file=train.file, index_columns=["class"])
         # rare classes: too few examples to learn, or to appear in every split
         min_count = gxe.ExpectColumnValuesToBeBetween(column="examples", min_value=cfg.min_examples_per_class)
-        checks.append(_Check("classes_have_min_examples", min_count, _CLASS_BATCH, train.file, label,
+        checks.append(Check("classes_have_min_examples", min_count, _CLASS_BATCH, train.file, label,
                              f"every class needs at least {cfg.min_examples_per_class} examples in train "
                              "(validate.min_examples_per_class)"))  # fmt: skip
     if test is None:
@@ -181,7 +181,7 @@ def _cross_checks(
     if label in train.frame.columns and label in test.frame.columns:
         seen = sorted(str(v) for v in train.frame[label].dropna().unique())
         # unseen labels: the model can never predict a class it was not trained on
-        checks.append(_Check("test_labels_seen_in_train", gxe.ExpectColumnValuesToBeInSet(column=label,
+        checks.append(Check("test_labels_seen_in_train", gxe.ExpectColumnValuesToBeInSet(column=label,
                              value_set=seen), "test", test.file, label,
                              "every test label must occur in train"))  # fmt: skip
     if text in train.frame.columns and text in test.frame.columns:
@@ -193,17 +193,17 @@ def _cross_checks(
             column=_TRAIN_COPIES, max_value=0, mostly=0.0 if cfg.allow_leakage else 1.0
         )
         allowed = " (reported only: validate.allow_leakage is true)" if cfg.allow_leakage else ""
-        checks.append(_Check("no_train_test_leakage", leak, _LEAK_BATCH, f"{train.file}+{test.file}", text,
+        checks.append(Check("no_train_test_leakage", leak, _LEAK_BATCH, f"{train.file}+{test.file}", text,
                              f"no test text may also be a train text, after strip(){allowed}"))  # fmt: skip
     return checks, derived
 
 
-def _run_suite(batches: dict[str, _Batch], checks: list[_Check]) -> list[ExpectationOutcome]:
+def run_suite(batches: dict[str, Batch], checks: list[Check]) -> list[ExpectationOutcome]:
     """One ephemeral context, one suite and validation definition per batch; outcomes in check order."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas("refinery")
-    by_batch: dict[str, list[_Check]] = defaultdict(list)
+    by_batch: dict[str, list[Check]] = defaultdict(list)
     for c in checks:
         by_batch[c.batch].append(c)
     results: dict[tuple[str, str], ExpectationValidationResult] = {}
@@ -230,7 +230,7 @@ def _run_suite(batches: dict[str, _Batch], checks: list[_Check]) -> list[Expecta
     return [_outcome(c, results[(c.batch, c.name)], batches[c.batch].file) for c in checks]
 
 
-def _outcome(c: _Check, result: ExpectationValidationResult, rows_file: str) -> ExpectationOutcome:
+def _outcome(c: Check, result: ExpectationValidationResult, rows_file: str) -> ExpectationOutcome:
     error = _exception_message(result.exception_info or {})
     if error is not None:
         raise RuntimeError(f"Great Expectations could not evaluate {c.name} on {c.file}: {error}")
@@ -268,6 +268,10 @@ def _offending_row(item: dict[str, Any], column: str | None, file: str) -> Offen
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, int | float]:
     """Read the data files, validate them, and only when they pass, write the splits."""
+    if params.task == "causal_lm":
+        from tasks import sft_validation
+
+        return sft_validation.run_step(params, layout)
     frames = read_frames(params.data)
     known = (
         label_names(frames["train"][params.data.label_column], Path(params.data.labels_path))

@@ -16,7 +16,9 @@ def test_repository_params_parse_and_match_defaults(repo_root: Path) -> None:
     assert params.train.base_model == "minilm"
     assert params.gate.thresholds == {"accuracy": 0.85, "f1_macro": 0.80}
     assert params.register_.model_name == "banking77-intent"
-    assert set(params.as_dict()) == {"data", "validate", "tokenize", "train", "evaluate", "gate", "register"}
+    assert params.task == "sequence_classification"
+    sections = {"task", "data", "validate", "sft", "tokenize", "train", "evaluate", "gate", "register"}
+    assert set(params.as_dict()) == sections
 
 
 def test_overrides_replace_single_values(repo_root: Path) -> None:

@@ -1,0 +1,149 @@
+"""Causal-LM fine-tuning pieces: records to messages, templating and loss masks, packing, LoRA
+targets, the generation metrics, and the SFT validation suite on a tiny word-level tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scripts.make_tiny_causal_lm import build_tiny_causal_lm
+from tasks.config import ConfigError, DataConfig, LoraSettings, SftConfig, parse_params
+from tasks.errors import RefineryError
+from tasks.evaluation import load_metric
+from tasks.lora import quantization_config, target_modules
+from tasks.sft_data import canonical_frame, role_problem
+from tasks.sft_tokenization import (
+    DEFAULT_CHAT_TEMPLATE,
+    IGNORE,
+    Encoded,
+    encode_example,
+    load_chat_tokenizer,
+    pack,
+)
+from tasks.sft_training import collator
+from tasks.sft_validation import validate_sft
+
+WORDS = ["when will my card arrive", "card_arrival", "what is the rate", "exchange_rate", "be brief"]
+CHAT = [
+    {"role": "user", "content": "when will my card arrive"},
+    {"role": "assistant", "content": "card_arrival"},
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"), WORDS)
+
+
+def test_labels_mask_exactly_the_prompt_tokens(model_dir: Path) -> None:
+    tokenizer = load_chat_tokenizer(model_dir)  # the model's own chat template
+    encoded = encode_example(tokenizer, CHAT, None)
+    tokens = tokenizer.convert_ids_to_tokens(encoded.input_ids)
+    assert tokens == ["<|", "user", "|>", "when", "will", "my", "card", "arrive",
+                      "<|", "assistant", "|>", "card_arrival", "</s>"]  # fmt: skip
+    assert encoded.labels == [IGNORE] * 11 + encoded.input_ids[11:]
+    assert encoded.response_tokens == 2
+
+
+def test_default_template_when_the_tokenizer_has_none(tmp_path: Path) -> None:
+    tokenizer = load_chat_tokenizer(build_tiny_causal_lm(tmp_path, WORDS, chat_template=False))
+    assert tokenizer.chat_template == DEFAULT_CHAT_TEMPLATE
+    conversation = [{"role": "system", "content": "be brief"}, *CHAT, *CHAT]
+    encoded = encode_example(tokenizer, conversation, None)
+    learned = [
+        token for token, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE
+    ]
+    assert tokenizer.decode(learned) == "card_arrival </s> card_arrival </s>"  # both assistant turns
+    cut = encode_example(tokenizer, conversation, 12)
+    assert len(cut.input_ids) == 12 and cut.total_tokens == len(encoded.input_ids)
+
+
+def test_collator_pads_ids_and_ignores_padding_in_the_loss(model_dir: Path) -> None:
+    tokenizer = load_chat_tokenizer(model_dir)
+    batch = collator(tokenizer)(
+        [
+            {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [IGNORE, 6, 7]},
+            {"input_ids": [5], "attention_mask": [1], "labels": [5]},
+        ]
+    )
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7], [5, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_packing_keeps_examples_whole() -> None:
+    examples = [Encoded([1] * n, [2] * n, n) for n in (3, 4, 2, 6)]
+    packed = pack(examples, max_length=8)
+    assert [len(p.input_ids) for p in packed] == [7, 8]
+
+
+def test_records_become_messages_with_roles_checked() -> None:
+    data, cfg = DataConfig(), SftConfig(system_prompt="be brief")
+    alpaca = pd.DataFrame(
+        {
+            "instruction": ["Name the intent", None],
+            "input": ["my card", None],
+            "output": ["card_arrival", "x"],
+        }
+    ).assign(source_file="f.jsonl", source_row=[1, 2])
+    frame = canonical_frame(alpaca, data, cfg)
+    assert frame["prompt"][0] == "Name the intent\n\nmy card" and frame["reference"][0] == "card_arrival"
+    assert list(frame["role_order"]) == ["ok", "missing or malformed record"]
+    assert role_problem([{"role": "assistant", "content": "a"}]) == "turn 1 is 'assistant', expected 'user'"
+    assert role_problem([{"role": "user", "content": "a"}]) == "does not end with an assistant turn"
+    labelled = pd.DataFrame(
+        {"text": [" lost my card "], "label": ["lost"], "source_file": "f", "source_row": [1]}
+    )
+    built = canonical_frame(labelled, data, SftConfig(from_classification=True))
+    assert built["prompt"][0] == "Classify this customer message into a banking intent: lost my card"
+    assert built["reference"][0] == "lost" and built["label"][0] == "lost"
+
+
+def test_lora_targets_per_architecture_and_qlora_needs_cuda() -> None:
+    assert target_modules("llama", LoraSettings()) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert target_modules("gpt2", LoraSettings()) == ["c_attn", "c_proj"]
+    assert target_modules("bert", LoraSettings()) == ["query", "key", "value"]
+    assert target_modules("x", LoraSettings(target_modules=["fc"])) == ["fc"]
+    with pytest.raises(RefineryError, match="train.lora.target_modules: no default for model type 'x'"):
+        target_modules("x", LoraSettings())
+    with pytest.raises(RefineryError, match="CUDA GPU and the bitsandbytes"):
+        quantization_config(LoraSettings(enabled=True, quantize_4bit=True))
+
+
+def test_generation_metrics() -> None:
+    exact = load_metric("exact_match").compute(predictions=["a  b", "c"], references=["a b", "d"])
+    rouge = load_metric("rouge_l").compute(predictions=["the cat sat", ""], references=["the cat", ""])
+    assert exact == {"exact_match": 0.5}
+    assert rouge is not None and rouge["rouge_l"] == pytest.approx((0.8 + 1.0) / 2)
+
+
+def test_causal_lm_params_select_on_loss() -> None:
+    with pytest.raises(
+        ConfigError, match="train.metric_for_best_model must be 'loss' when task is causal_lm"
+    ):
+        parse_params({"task": "causal_lm"})
+    assert parse_params({"task": "causal_lm", "train": {"metric_for_best_model": "loss"}}).task == "causal_lm"
+
+
+def test_validation_reports_a_truncated_away_response_with_its_row(model_dir: Path) -> None:
+    params = parse_params(
+        {
+            "task": "causal_lm",
+            "train": {"early_stopping_patience": None},
+            "validate": {"min_examples_per_class": 1},
+        }
+    )
+    long = "when will my card arrive " * 4
+    records = pd.DataFrame(
+        {"instruction": ["what is the rate", long, "when will my card arrive", "what is the rate"],
+         "output": ["exchange_rate", "card_arrival", "", "exchange_rate"]}
+    ).assign(source_file="train.jsonl", source_row=[1, 2, 3, 4])  # fmt: skip
+    tokenizer = load_chat_tokenizer(model_dir)
+    result = validate_sft({"train": records}, params, tokenizer, max_length=16)
+    failed = {o.name: o for o in result.failed}
+    assert set(failed) == {"responses_survive_truncation", "few_examples_truncated", "output_not_empty",
+                           "no_duplicate_examples"}  # fmt: skip
+    assert "train.jsonl:2 '0'" in failed["responses_survive_truncation"].describe(10)
+    assert [row.row for row in failed["output_not_empty"].offending] == [3]
+    assert "responses_survive_truncation on train.jsonl" in result.failure_message(10)
