@@ -1,7 +1,7 @@
 """The fine-tuning pipeline as a Prefect flow: the same step functions `dvc repro` runs.
 
-validate → tokenize → train → evaluate → gate → register, one task per step; the flow body
-holds only the order of the steps and the gate's branch.
+validate → tokenize → train → evaluate → compare (with the champion) → gate → register, one task
+per step; the flow body holds only the order of the steps and the gate's branch.
 """
 
 from __future__ import annotations
