@@ -192,12 +192,21 @@ def reproduce(client: MlflowClient, name: str, version: str, runs_dir: Path = Pa
     layout = RunLayout((runs_dir / f"reproduce-{name}-v{version}-{stamp}").resolve())
     layout.root.mkdir(parents=True)
     params_file = layout.root / PARAMS_ARTIFACT
-    params_file.write_text(rec.params_text, encoding="utf-8")
+    params_file.write_text(retraining_params(rec.params_text, layout.root / "checkpoints"), encoding="utf-8")
     repo = Path.cwd()
     with workspace(rec, params, repo) as (root, where):
         metrics = run_steps(params_file, layout, root, in_process=root == repo)
     run_id = log_reproduction(client, rec, layout, metrics, where)
     return Reproduction(rec, where, layout.root, run_id, metrics)
+
+
+def retraining_params(params_text: str, checkpoint_dir: Path) -> str:
+    """The recorded params with checkpoints in a fresh directory: the model is trained again,
+    never reused from a cache or resumed (a reproduction that reused the weights proves nothing).
+    `checkpoint_dir` is not part of what is trained, so the result is the same."""
+    raw = yaml.safe_load(params_text) or {}
+    raw.setdefault("train", {})["checkpoint_dir"] = str(checkpoint_dir)
+    return yaml.safe_dump(raw, sort_keys=False)
 
 
 def log_reproduction(

@@ -29,7 +29,14 @@ from tasks.layout import RunLayout
 from tasks.lora import ADAPTER_DIR, apply_lora, quantization_config, save_trained
 from tasks.sft_tokenization import IGNORE, load_chat_tokenizer
 from tasks.tokenization import META_FILE, load_tokenized
-from tasks.training import checkpoint_key, fit, training_arguments, write_history
+from tasks.training import (
+    checkpoint_key,
+    fit,
+    keep_trained,
+    reuse_trained,
+    training_arguments,
+    write_history,
+)
 
 
 def load_causal_model(
@@ -79,6 +86,9 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     tokenized = load_tokenized(layout)
     tokenized_key = json.loads((layout.tokenized_dir / META_FILE).read_text(encoding="utf-8"))["cache_key"]
     output_dir = Path(params.train.checkpoint_dir) / checkpoint_key(tokenized_key, params.train, model_dir)
+    reused = reuse_trained(output_dir, layout, params.train)
+    if reused is not None:
+        return reused
     tokenizer = load_chat_tokenizer(model_dir)
     trainer, summary = train_causal_lm(tokenized, tokenizer, model_dir, params.train, output_dir)
     summary.update(save_trained(trainer.model, layout.model_dir, model_dir))
@@ -86,4 +96,5 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
         if target.is_dir():
             tokenizer.save_pretrained(str(target))
     write_history(trainer, summary, layout)
+    keep_trained(output_dir, layout)
     return {**summary, "checkpoint_dir": str(output_dir)}

@@ -1,14 +1,17 @@
 """Fine-tuning a sequence classifier with the Hugging Face `Trainer`.
 
 Checkpoints live under `train.checkpoint_dir/<key>`, the key made from the tokenized data,
-the training params and the base model, so an interrupted run with the same inputs resumes
-from its last checkpoint, and a finished one starts afresh.
+the training params, the base model, the training code and library versions, so an
+interrupted run with the same inputs resumes from its last checkpoint. A finished one leaves
+its model there too (`trained/`), reused by a later run with the same key
+(`train.reuse_trained`), as DVC's run-cache reuses a stage's outputs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import transformers
 from datasets import DatasetDict
 from transformers import (
     AutoModelForSequenceClassification,
@@ -31,21 +35,26 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint, set_seed
 
 from tasks.base_models import fingerprint_files, resolve_base_model
-from tasks.config import LoraSettings, Params, TrainConfig
+from tasks.config import ConfigError, LoraSettings, Params, TrainConfig
 from tasks.data import read_splits
 from tasks.evaluation import classification_metrics
 from tasks.layout import RunLayout
 from tasks.lora import apply_lora, quantization_config, save_trained
-from tasks.tokenization import META_FILE, load_tokenized, load_tokenizer
+from tasks.tokenization import META_FILE, code_version, load_tokenized, load_tokenizer
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
+TRAINED_DIR = "trained"  # a finished training's model, history and summary, for reuse
 
 
 def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path) -> str:
     """What makes two trainings the same: data, hyper-parameters, base weights' identity."""
     digest = hashlib.sha256()
     digest.update(tokenized_key.encode())
-    digest.update(cfg.model_dump_json(exclude={"progress_bars", "resume", "checkpoint_dir"}).encode())
+    excluded = {"progress_bars", "resume", "checkpoint_dir", "reuse_trained"}  # change no weight
+    digest.update(cfg.model_dump_json(exclude=excluded).encode())
+    here = Path(__file__).parent
+    digest.update(code_version(here / "training.py", here / "sft_training.py", here / "lora.py").encode())
+    digest.update(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
     digest.update(str(model_dir.resolve()).encode())
     digest.update(
         fingerprint_files(model_dir, ("config.json", "model.safetensors", "pytorch_model.bin")).encode()
@@ -66,9 +75,40 @@ def load_base_model(model_dir: Path, labels: list[str], lora: LoraSettings) -> P
     return apply_lora(model, lora, "SEQ_CLS")
 
 
-def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
-    """Map params onto `TrainingArguments`; mixed precision only where CUDA is present."""
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """AVX512-BF16 or AMX: the CPU multiplies bf16 in hardware (elsewhere bf16 is emulated, slower)."""
+    try:
+        flags = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def training_precision(requested: str, cuda: bool, cuda_bf16: bool, cpu_bf16: bool) -> str:
+    """The precision training runs in for `train.precision` on this hardware (fp32, bf16 or fp16)."""
+    if requested == "auto":
+        if cuda:
+            return "bf16" if cuda_bf16 else "fp16"
+        return "bf16" if cpu_bf16 else "fp32"
+    if requested == "fp16" and not cuda:
+        raise ConfigError("train.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    if requested == "bf16" and cuda and not cuda_bf16:
+        raise ConfigError("train.precision: this CUDA GPU has no bf16; use fp16 or fp32")
+    return requested
+
+
+def resolved_precision(cfg: TrainConfig) -> str:
+    """`training_precision` for the machine this runs on."""
     cuda = torch.cuda.is_available()
+    return training_precision(
+        cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported(), not cuda and cpu_has_native_bf16()
+    )
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
+    """Map params onto `TrainingArguments`, in the precision `train.precision` resolves to here."""
+    cuda = torch.cuda.is_available()
+    precision = resolved_precision(cfg)
     best = None if cfg.early_stopping_patience is None else f"eval_{cfg.metric_for_best_model}"
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -91,8 +131,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         load_best_model_at_end=best is not None,
         metric_for_best_model=best,
         greater_is_better=None if best is None else cfg.metric_for_best_model != "loss",
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        fp16=cuda and not torch.cuda.is_bf16_supported(),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not cuda,  # the Trainer accepts bf16 without a GPU only when told it runs on CPU
         dataloader_pin_memory=cuda,
         report_to="none",
         disable_tqdm=not cfg.progress_bars,
@@ -154,6 +195,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "global_steps": int(trainer.state.global_step),
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "resumed": resume_from is not None,
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
     }
     if trainer.state.best_metric is not None:
         summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)
@@ -181,6 +223,9 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     tokenized = load_tokenized(layout)
     tokenized_key = json.loads((layout.tokenized_dir / META_FILE).read_text(encoding="utf-8"))["cache_key"]
     output_dir = Path(params.train.checkpoint_dir) / checkpoint_key(tokenized_key, params.train, model_dir)
+    reused = reuse_trained(output_dir, layout, params.train)
+    if reused is not None:
+        return reused
     tokenizer = load_tokenizer(model_dir)
     trainer, summary = train_classifier(
         tokenized, tokenizer, model_dir, splits.labels, params.train, output_dir
@@ -188,6 +233,32 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     summary.update(save_trained(trainer.model, layout.model_dir, model_dir))
     tokenizer.save_pretrained(str(layout.model_dir))
     write_history(trainer, summary, layout)
+    keep_trained(output_dir, layout)
+    return {**summary, "checkpoint_dir": str(output_dir)}
+
+
+def keep_trained(output_dir: Path, layout: RunLayout) -> None:
+    """Keep the finished model, history and summary beside its checkpoints, for `reuse_trained`."""
+    staging = output_dir / f"{TRAINED_DIR}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(layout.model_dir, staging / "model")
+    shutil.copy2(layout.train_history, staging / "history.csv")
+    shutil.copy2(layout.train_metrics, staging / "metrics.json")  # written last: the entry is whole
+    shutil.rmtree(output_dir / TRAINED_DIR, ignore_errors=True)
+    staging.rename(output_dir / TRAINED_DIR)
+
+
+def reuse_trained(output_dir: Path, layout: RunLayout, cfg: TrainConfig) -> dict[str, Any] | None:
+    """A finished training with the same key, copied into the run (its summary says `reused`)."""
+    kept = output_dir / TRAINED_DIR
+    if not cfg.reuse_trained or not (kept / "metrics.json").is_file():
+        return None
+    shutil.rmtree(layout.model_dir, ignore_errors=True)
+    shutil.copytree(kept / "model", layout.model_dir)
+    layout.train_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(kept / "history.csv", layout.train_history)
+    summary = {**json.loads((kept / "metrics.json").read_text(encoding="utf-8")), "reused": True}
+    layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
     return {**summary, "checkpoint_dir": str(output_dir)}
 
 

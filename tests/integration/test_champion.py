@@ -150,3 +150,6 @@ def test_reproduce_gives_identical_test_metrics_on_cpu(
     )
     assert again.data.tags["refinery.reproduction_match"] == "true"
     assert again.data.metrics["test_accuracy"] == original.data.metrics["test_accuracy"]
+    [run_dir] = (history.root / "runs").glob(f"reproduce-{MODEL}-v2-*")
+    trained = json.loads((run_dir / "train" / "metrics.json").read_text())
+    assert "reused" not in trained and trained["global_steps"] > 0  # trained again, not from the cache

@@ -78,6 +78,8 @@ def test_lora_loss_falls_and_the_merged_model_generates(tmp_path: Path, tiny_lm:
         base_model=str(tiny_lm), learning_rate=2e-2, batch_size=8, max_steps=16, logging_steps=4,
         early_stopping_patience=None, metric_for_best_model="loss", progress_bars=False,
         lora={"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0},
+        # the trained model's forward keeps the Trainer's autocast: fp32 compares it with the merge exactly
+        precision="fp32",
     )  # fmt: skip
     trainer, _ = train_causal_lm(data, tokenizer, tiny_lm, cfg, tmp_path / "ckpt")
     losses = history_frame(trainer.state.log_history)["train_loss"].dropna().tolist()

@@ -1,4 +1,5 @@
-"""Training on a tiny model: the loss falls, and an interrupted run resumes from its checkpoint."""
+"""Training on a tiny model: the loss falls, an interrupted run resumes from its checkpoint, and a
+finished one is reused by a run with the same inputs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from tasks.config import DataConfig, TokenizeConfig, TrainConfig
 from tasks.data import split_frames
 from tasks.tokenization import load_tokenizer, tokenize_splits
-from tasks.training import COMPLETE_MARKER, train_classifier
-from tests.integration.conftest import banking_sample
+from tasks.training import COMPLETE_MARKER, cpu_has_native_bf16, train_classifier
+from tests.integration.conftest import banking_sample, tiny_params
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +85,35 @@ def test_loss_falls_on_a_fixed_tiny_set(tmp_path: Path, tiny_base_model: Path) -
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert losses[-1] < losses[0] * 0.9
     assert summary["epochs_completed"] == pytest.approx(8.0)
+    # precision `auto` on a CPU: bf16 autocast where the CPU multiplies bf16 natively
+    assert summary["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+
+
+def test_a_finished_training_is_reused_by_a_run_with_the_same_inputs(
+    tmp_path: Path, tiny_base_model: Path, sample_csv: Path
+) -> None:
+    from tasks import tokenization, training, validation
+    from tasks.config import load_params
+    from tasks.layout import RunLayout
+
+    params_path = tiny_params(tmp_path, tiny_base_model, sample_csv, train={"max_steps": 4})
+
+    def run(name: str, **overrides: Any) -> tuple[RunLayout, dict[str, Any]]:
+        params = load_params(params_path, overrides)
+        layout = RunLayout(tmp_path / name)
+        validation.run_step(params, layout)
+        tokenization.run_step(params, layout)
+        return layout, training.run_step(params, layout)
+
+    first_dir, first = run("first")
+    again_dir, again = run("again")
+    assert "reused" not in first and again["reused"] is True
+    assert again["checkpoint_dir"] == first["checkpoint_dir"] and again["global_steps"] == 4
+    weights = "model.safetensors"
+    assert (again_dir.model_dir / weights).read_bytes() == (first_dir.model_dir / weights).read_bytes()
+    assert (again_dir.train_history).read_text() == (first_dir.train_history).read_text()
+
+    _, changed = run("changed", **{"train.learning_rate": 1e-3})
+    assert "reused" not in changed and changed["checkpoint_dir"] != first["checkpoint_dir"]
+    _, retrained = run("retrained", **{"train.reuse_trained": False})
+    assert "reused" not in retrained and retrained["checkpoint_dir"] == first["checkpoint_dir"]

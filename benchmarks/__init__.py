@@ -1,0 +1,1 @@
+"""Refinery against the plain Trainer script: `make bench`."""
