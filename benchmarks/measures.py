@@ -76,7 +76,7 @@ def dvc_rerun(work: Path, params_yaml: str, env: dict[str, str]) -> dict[str, fl
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
     shutil.copytree(REPO / "data", repo / "data")
     (repo / "params.yaml").write_text(params_yaml, encoding="utf-8")
-    dvc = [str(BIN / "dvc"), "repro", "--quiet"]
+    dvc = [str(BIN / "dvc"), "repro"]
     env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
     first, _, _ = measured(dvc, env, cwd=repo)
     second, _, _ = measured(dvc, env, cwd=repo)

@@ -192,13 +192,13 @@ def main() -> None:
         "gemm_flops": {"fp32": gemm_flops(torch.float32), "bf16": gemm_flops(torch.bfloat16)},
         "workloads": {},
     }
-    for name in args.workloads.split(","):
-        results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
     out = REPO / "benchmarks" / "results" / f"{results['date']}-{results['host']}{'-quick' * args.quick}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    table = report(results)
-    out.with_suffix(".md").write_text(table)
+    for name in args.workloads.split(","):
+        results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=2))  # each workload as it ends
+        table = report(results)
+        out.with_suffix(".md").write_text(table)
     print(table)
 
 
