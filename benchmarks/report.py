@@ -34,6 +34,11 @@ def utilisation(row: dict[str, float], result: dict[str, Any], fp32_peak: float)
     return row["tokens_per_s"] * result["flops_per_token"] / fp32_peak
 
 
+def _spread(result: dict[str, Any], who: str) -> str:
+    values = [float(run["accuracy"]) for run in result["runs"][who]]
+    return f"{min(values):.4f}–{max(values):.4f}"
+
+
 def _verdict(value: float, target: float, higher: bool) -> str:
     met = value >= target if higher else value <= target
     return "met" if met else "**missed**"
@@ -46,7 +51,8 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"{results['cpu']}, {results['cores']} cores, {results['threads']} torch threads, "
         f"torch {results['torch']}; {results['args']['repeats']} alternating repeats, "
-        f"{results['args']['epochs']:g} epochs, medians.",
+        f"{results['args']['epochs']:g} epochs, seeds 42, 43, … by repeat, medians; Refinery's "
+        f"train.precision {results['args'].get('precision') or 'from params.yaml'}.",
         "",
         f"Measured dense GEMM: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s.",
         "",
@@ -67,6 +73,8 @@ def report(results: dict[str, Any]) -> str:
                      f"{ours['peak_rss_mb'] / plain['peak_rss_mb']:.2f} |")  # fmt: skip
         lines.append(f"| test accuracy | {plain['accuracy']:.4f} | {ours['accuracy']:.4f} | "
                      f"{(ours['accuracy'] - plain['accuracy']) * 100:+.2f} pts |")  # fmt: skip
+        lines.append(f"| test accuracy, range over seeds | {_spread(result, 'plain')} | "
+                     f"{_spread(result, 'refinery')} | |")  # fmt: skip
         util_plain = utilisation(plain, result, peak["fp32"])
         util_ours = utilisation(ours, result, peak["fp32"])
         lines.append(f"| utilisation (of fp32 peak) | {util_plain:.1%} | {util_ours:.1%} | "

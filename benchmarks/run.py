@@ -2,7 +2,8 @@
 
 For each workload the two are run alternately `--repeats` times (each in its own process, so
 peak RSS is per run) on exactly the same training and test examples: the plain script gets the
-train split Refinery carves (validation held out) as its training file. Reported: medians and
+train split Refinery carves (validation held out) as its training file. Repeat i trains both with
+seed 42 + i, so the accuracy medians and ranges show seed variance rather than one draw. Reported: medians and
 ratios of wall time, training samples/s, non-padding tokens/s, peak RSS, test accuracy, and
 utilisation = useful training FLOP/s over the machine's dense GEMM FLOP/s measured in the same
 invocation; Refinery's tokenization throughput; the cached re-runs (`refinery run` again with the
@@ -65,7 +66,9 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
     }
 
 
-def refinery_params(work: Path, spec: dict[str, Any], epochs: float, cache_root: Path) -> dict[str, Any]:
+def refinery_params(
+    work: Path, spec: dict[str, Any], args: argparse.Namespace, cache_root: Path, seed: int = 42
+) -> dict[str, Any]:
     """params.yaml of the default job, pointed at a workload, with fresh caches (a first run)."""
     raw: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"].update(
@@ -79,7 +82,13 @@ def refinery_params(work: Path, spec: dict[str, Any], epochs: float, cache_root:
     # SST-2's public files repeat some sentences: tolerated here, as BANKING77's are by default
     raw["validate"].update(max_duplicate_fraction=0.05, allow_leakage=True, min_examples_per_class=2)
     raw["tokenize"]["cache_dir"] = str(cache_root / "tokenized")
-    raw["train"].update(epochs=epochs, checkpoint_dir=str(cache_root / "checkpoints"), progress_bars=False)
+    raw["train"].update(
+        epochs=args.epochs,
+        seed=seed,
+        checkpoint_dir=str(cache_root / "checkpoints"),
+        progress_bars=False,
+        **({"precision": args.precision} if args.precision else {}),
+    )
     raw["gate"]["thresholds"] = {}
     raw["register"].update(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", model_name="bench")
     return raw
@@ -93,9 +102,12 @@ def plain_files(splits: Splits, work: Path) -> tuple[Path, Path]:
     return paths
 
 
-def run_plain(work: Path, files: tuple[Path, Path], model: Path, epochs: float, env: dict[str, str]) -> dict:
+def run_plain(
+    work: Path, files: tuple[Path, Path], model: Path, epochs: float, seed: int, env: dict[str, str]
+) -> dict:
     command = [sys.executable, "benchmarks/plain_trainer.py", "--train", str(files[0]), "--test"]
     command += [str(files[1]), "--label-column", "label", "--model", str(model), "--epochs", str(epochs)]
+    command += ["--seed", str(seed)]
     wall, rss, out = measured([*command, "--output-dir", str(work / "plain")], env)
     plain = json.loads(out.strip().splitlines()[-1])
     return {
@@ -136,7 +148,8 @@ def run_workload(
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             work = Path(tmp)
-            raw = refinery_params(work, spec, args.epochs, work / "cache")
+            seed = 42 + i
+            raw = refinery_params(work, spec, args, work / "cache", seed)
             params: Params = parse_params(raw, "bench params")
             params_path = work / "params.yaml"
             params_path.write_text(yaml.safe_dump(raw))
@@ -149,12 +162,12 @@ def run_workload(
             order = ["plain", "refinery"] if i % 2 == 0 else ["refinery", "plain"]
             for who in order:
                 if who == "plain":
-                    rows["plain"].append(run_plain(work, files, model, args.epochs, env))
+                    rows["plain"].append(run_plain(work, files, model, args.epochs, seed, env))
                     continue
                 rows["refinery"].append(run_refinery(work / "refinery", params_path, env))
                 rows["refinery_rerun"].append(run_refinery(work / "rerun", params_path, env))
             if i == 0 and args.dvc and name == "banking77":
-                dvc_raw = refinery_params(work, spec, args.epochs, Path(".cache/refinery"))
+                dvc_raw = refinery_params(work, spec, args, Path(".cache/refinery"))
                 result["dvc_repro"] = dvc_rerun(work, yaml.safe_dump(dvc_raw), env)
         print(f"[{name}] repeat {i + 1}/{args.repeats} done", file=sys.stderr)
     median = {k: {m: statistics.median(float(r[m]) for r in v) for m in v[0]} for k, v in rows.items()}
@@ -168,6 +181,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3, help="as params.yaml's train.epochs")
     parser.add_argument("--workloads", default="banking77,sst2")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default=None, help="Refinery's train.precision"
+    )
     parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro re-run")
     parser.add_argument("--quick", action="store_true", help="small subsets: checks the harness, not speed")
     args = parser.parse_args()

@@ -108,8 +108,8 @@ class TrainConfig(_Section):
     seed: int = 42
     gradient_accumulation_steps: int = Field(1, gt=0)
     group_by_length: bool = True
-    # auto: bf16 autocast where the hardware multiplies bf16 natively (CUDA, or a CPU with
-    # AVX512-BF16/AMX), fp16 on CUDA GPUs without bf16, else fp32. Weights stay fp32 either way.
+    # auto: bf16 autocast on CUDA (fp16 on GPUs without bf16), fp32 on a CPU, where bf16 autocast
+    # cost accuracy (README, Benchmarks); `bf16` asks for it anyway. Weights stay fp32 either way.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     early_stopping_patience: int | None = Field(2, ge=1)
     metric_for_best_model: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = "accuracy"

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tasks.config import DataConfig, TokenizeConfig, TrainConfig
 from tasks.data import split_frames
 from tasks.tokenization import load_tokenizer, tokenize_splits
-from tasks.training import COMPLETE_MARKER, cpu_has_native_bf16, train_classifier
+from tasks.training import COMPLETE_MARKER, train_classifier
 from tests.integration.conftest import banking_sample, tiny_params
 
 pytestmark = pytest.mark.integration
@@ -85,8 +86,9 @@ def test_loss_falls_on_a_fixed_tiny_set(tmp_path: Path, tiny_base_model: Path) -
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert losses[-1] < losses[0] * 0.9
     assert summary["epochs_completed"] == pytest.approx(8.0)
-    # precision `auto` on a CPU: bf16 autocast where the CPU multiplies bf16 natively
-    assert summary["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    # precision `auto`: fp32 on a CPU, mixed precision on CUDA
+    on_cuda = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert summary["precision"] == (on_cuda if torch.cuda.is_available() else "fp32")
 
 
 def test_a_finished_training_is_reused_by_a_run_with_the_same_inputs(
