@@ -2,9 +2,11 @@
 
 The champion is read from the registry (the effective tracking URI) as its own model and
 tokenizer (MLflow transformers flavor), tokenized with the run's rule (truncation at the run's
-`max_length`) and scored with the same `tasks.evaluation.predict`. The paired comparison goes to
-`comparison/comparison.json`, which the gate reads; with no champion the file says so and the
-thresholds alone decide.
+`max_length`) and scored with the same `tasks.evaluation.predict`. A causal-LM champion (merged,
+or adapter + base) answers the same held-out prompts, rendered with its own chat template and
+decoded greedily as in the evaluate step, and both models' generations are scored per example
+(exact match, ROUGE-L). The paired comparison goes to `comparison/comparison.json`, which the
+gate reads; with no champion the file says so and the thresholds alone decide.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tasks.comparison import ChampionComparison, compare_predictions
+from tasks.comparison import ChampionComparison, compare_predictions, compare_scores
 from tasks.config import Params
 from tasks.data import read_table
 from tasks.errors import RefineryError
@@ -113,7 +115,7 @@ def compare_with(params: Params, layout: RunLayout, version: str, tags: dict[str
         else test["label"].astype(str).tolist()
     )
     boot, test_result, deltas = compare_predictions(
-        references, champion, challenger, len(labels), groups, cfg
+        references, champion, challenger, len(labels), groups, cfg, params.champion_metric
     )
     return ChampionComparison(
         champion_version=version,
@@ -127,21 +129,94 @@ def compare_with(params: Params, layout: RunLayout, version: str, tags: dict[str
     )
 
 
+def load_champion_lm(model_uri: str) -> tuple[Any, Any]:
+    """The champion causal LM and its tokenizer: merged (transformers flavor) or adapter (pyfunc)."""
+    import mlflow.pyfunc
+    import mlflow.transformers
+    import torch
+    from mlflow.models import get_model_info
+
+    from tasks.sft_tokenization import with_chat_defaults
+
+    if "transformers" in get_model_info(model_uri).flavors:
+        components = mlflow.transformers.load_model(model_uri, return_type="components")
+        model, tokenizer = components["model"], components.get("tokenizer")
+    else:  # tasks/adapter_model.py: the base model with the logged LoRA adapter
+        wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+        model, tokenizer = getattr(wrapper, "model", None), getattr(wrapper, "tokenizer", None)
+    if model is None or tokenizer is None or not type(model).__name__.endswith("ForCausalLM"):
+        raise RefineryError(
+            f"{model_uri} ({type(model).__name__}) is not a causal LM with a tokenizer: cannot compare it "
+            "with this run; move the 'champion' alias or use another register.model_name"
+        )
+    model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return model, with_chat_defaults(tokenizer, f"the tokenizer of {model_uri}")
+
+
+def compare_generations(
+    params: Params, layout: RunLayout, version: str, tags: dict[str, str]
+) -> ChampionComparison:
+    """Generate with champion `version` on the evaluate step's prompts and compare per-example scores."""
+    from tasks.generation import generate_answers, generation_rows, score_generations
+
+    cfg, metric = params.gate.champion, params.champion_metric
+    rows = generation_rows(pd.read_parquet(layout.splits_dir / "test.parquet"), params.evaluate)
+    references = [str(r) for r in rows["reference"]]
+    text = {"prompt": str, "reference": str, "output": str}
+    mine = pd.read_csv(layout.generations_csv, keep_default_na=False, dtype=text)
+    if mine["reference"].tolist() != references:
+        raise RefineryError(
+            f"{layout.generations_csv}: not the generations of this run's test split; run evaluate again"
+        )
+    model, tokenizer = load_champion_lm(f"models:/{params.register_.model_name}/{version}")
+    outputs = generate_answers(model, tokenizer, rows, params.evaluate)
+    _, champion_scores = score_generations(outputs, references)
+    _, challenger_scores = score_generations(mine["output"].tolist(), references)
+    layout.comparison_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "prompt": rows["prompt"].to_numpy(),
+            "reference": references,
+            "output": outputs,
+            "exact_match": champion_scores["exact_match"],
+            "rouge_l": np.round(champion_scores["rouge_l"], 4),
+            "source_file": rows["source_file"].to_numpy(),
+            "source_row": rows["source_row"].to_numpy(),
+        }
+    ).to_csv(layout.champion_predictions_csv, index=False)
+    groups = slice_values(rows, cfg.slice_column, params) if cfg.slice_column else None
+    boot, test_result, deltas = compare_scores(
+        {k: np.asarray(v) for k, v in champion_scores.items()},
+        {k: np.asarray(v) for k, v in challenger_scores.items()},
+        groups,
+        cfg,
+        metric,
+    )
+    return ChampionComparison(
+        champion_version=version,
+        champion_tags={key: tags[key] for key in LINEAGE_ROWS if key in tags},
+        bootstrap=boot,
+        mcnemar=test_result,
+        groups=deltas,
+        group_by=cfg.slice_column or "slice",
+        min_delta=cfg.min_delta,
+        max_class_drop=cfg.max_class_drop,
+        group_metric=metric,
+    )
+
+
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Compare with the champion when there is one; write `comparison/comparison.json` either way."""
     layout.comparison_dir.mkdir(parents=True, exist_ok=True)
     uri = effective_tracking_uri(params.register_)
     comparison = None
-    if params.task == "sequence_classification" and store_exists(uri):
+    compare = compare_with if params.task == "sequence_classification" else compare_generations
+    if store_exists(uri):
         with tracking_to(uri) as client:  # models:/ URIs resolve against this registry
             found = champion_version(client, params.register_.model_name)
-            comparison = compare_with(params, layout, *found) if found else None
+            comparison = compare(params, layout, *found) if found else None
     if comparison is None:
-        reason = (
-            f"no '{CHAMPION}' alias on {params.register_.model_name}"
-            if params.task == "sequence_classification"
-            else f"task {params.task}: no champion comparison"
-        )
+        reason = f"no '{CHAMPION}' alias on {params.register_.model_name}"
         layout.champion_predictions_csv.unlink(missing_ok=True)
         layout.comparison_json.write_text(json.dumps({"champion_version": None, "reason": reason}))
         return {"champion_version": None, "reason": reason}

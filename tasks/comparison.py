@@ -55,6 +55,19 @@ class BootstrapResult:
     seed: int
 
 
+def _interval(
+    n: int, delta_at: Callable[[Ids], float], resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """Percentile interval of `delta_at(indices)` over `resamples` resamples of n examples."""
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(resamples)
+    for i in range(resamples):
+        deltas[i] = delta_at(rng.integers(0, n, size=n))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(deltas, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def paired_bootstrap(
     references: Ids,
     champion: Ids,
@@ -70,16 +83,15 @@ def paired_bootstrap(
     references, champion, challenger = (
         np.asarray(a, dtype=np.int64) for a in (references, champion, challenger)
     )
-    rng = np.random.default_rng(seed)
-    n = len(references)
-    deltas = np.empty(resamples)
-    for i in range(resamples):
-        idx = rng.integers(0, n, size=n)
-        deltas[i] = fn(references[idx], challenger[idx], num_labels) - fn(
-            references[idx], champion[idx], num_labels
-        )
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(deltas, [tail, 1.0 - tail])
+    low, high = _interval(
+        len(references),
+        lambda idx: (
+            fn(references[idx], challenger[idx], num_labels) - fn(references[idx], champion[idx], num_labels)
+        ),
+        resamples,
+        confidence,
+        seed,
+    )
     base_champion = fn(references, champion, num_labels)
     base_challenger = fn(references, challenger, num_labels)
     return BootstrapResult(
@@ -87,8 +99,39 @@ def paired_bootstrap(
         champion=base_champion,
         challenger=base_challenger,
         delta=base_challenger - base_champion,
-        low=float(low),
-        high=float(high),
+        low=low,
+        high=high,
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+    )
+
+
+def paired_bootstrap_scores(
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    metric: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """The same paired bootstrap for a metric that is a mean of per-example scores (exact match,
+    ROUGE-L of generations): resampled examples, challenger mean minus champion mean."""
+    champion, challenger = (np.asarray(a, dtype=np.float64) for a in (champion, challenger))
+    low, high = _interval(
+        len(champion),
+        lambda idx: float(challenger[idx].mean() - champion[idx].mean()),
+        resamples,
+        confidence,
+        seed,
+    )
+    return BootstrapResult(
+        metric=metric,
+        champion=float(champion.mean()),
+        challenger=float(challenger.mean()),
+        delta=float(challenger.mean() - champion.mean()),
+        low=low,
+        high=high,
         confidence=confidence,
         resamples=resamples,
         seed=seed,
@@ -122,7 +165,8 @@ def mcnemar(references: Ids, champion: Ids, challenger: Ids) -> McNemarResult:
 
 @dataclass(frozen=True)
 class ClassDelta:
-    """Recall of one class (or slice) for both models; a drop beyond the limit trips the guard rail."""
+    """Recall of one class (or slice) for both models; a drop beyond the limit trips the guard rail.
+    For a causal LM the `*_recall` fields hold the slice's mean of the gated metric instead."""
 
     name: str
     support: int
@@ -132,20 +176,28 @@ class ClassDelta:
     tripped: bool
 
 
+def group_deltas(
+    champion: np.ndarray, challenger: np.ndarray, groups: list[str] | Ids, max_drop: float
+) -> list[ClassDelta]:
+    """Per-group mean of per-example scores (1/0 for right/wrong) of both models, and the drop."""
+    champion, challenger = (np.asarray(a, dtype=np.float64) for a in (champion, challenger))
+    names = np.asarray(groups).astype(str)
+    out = []
+    for name in sorted(set(names.tolist())):
+        mask = names == name
+        score_a, score_b = float(np.mean(champion[mask])), float(np.mean(challenger[mask]))
+        drop = score_a - score_b
+        out.append(ClassDelta(name, int(mask.sum()), score_a, score_b, drop, drop > max_drop + 1e-12))
+    return out
+
+
 def recall_deltas(
     references: Ids, champion: Ids, challenger: Ids, groups: list[str] | Ids, max_drop: float
 ) -> list[ClassDelta]:
     """Per-group recall of both models; `groups` is each example's class name or slice value."""
-    references, champion, challenger = (np.asarray(a) for a in (references, champion, challenger))
-    groups = np.asarray(groups)
-    out = []
-    for name in sorted({str(g) for g in groups}):
-        mask = groups.astype(str) == name
-        recall_a = float(np.mean(champion[mask] == references[mask]))
-        recall_b = float(np.mean(challenger[mask] == references[mask]))
-        drop = recall_a - recall_b
-        out.append(ClassDelta(name, int(mask.sum()), recall_a, recall_b, drop, drop > max_drop + 1e-12))
-    return out
+    references = np.asarray(references)
+    right_a, right_b = np.asarray(champion) == references, np.asarray(challenger) == references
+    return group_deltas(right_a, right_b, groups, max_drop)
 
 
 @dataclass(frozen=True)
@@ -155,11 +207,12 @@ class ChampionComparison:
     champion_version: str
     champion_tags: dict[str, str]  # the champion version's lineage tags (git_commit, data_hash, ...)
     bootstrap: BootstrapResult
-    mcnemar: McNemarResult | None  # classification only
+    mcnemar: McNemarResult | None  # on right/wrong pairs: classification, or a causal LM's exact match
     groups: list[ClassDelta]  # per class, or per slice when a slice column is set
     group_by: str  # "class" or the slice column's name
     min_delta: float
     max_class_drop: float
+    group_metric: str = "recall"  # what the guard rails compare per group
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +229,7 @@ class ChampionComparison:
             group_by=str(raw["group_by"]),
             min_delta=float(raw["min_delta"]),
             max_class_drop=float(raw["max_class_drop"]),
+            group_metric=str(raw.get("group_metric", "recall")),
         )
 
     @property
@@ -195,6 +249,7 @@ def compare_predictions(
     num_labels: int,
     groups: list[str] | Ids,
     cfg: ChampionGateConfig,
+    metric: str = "accuracy",
 ) -> tuple[BootstrapResult, McNemarResult, list[ClassDelta]]:
     """Bootstrap of the metric difference, McNemar and per-group recall deltas on paired predictions."""
     boot = paired_bootstrap(
@@ -202,13 +257,40 @@ def compare_predictions(
         champion,
         challenger,
         num_labels,
-        metric=cfg.metric,
+        metric=metric,
         resamples=cfg.resamples,
         confidence=cfg.confidence,
         seed=cfg.seed,
     )
     deltas = recall_deltas(references, champion, challenger, groups, cfg.max_class_drop)
     return boot, mcnemar(references, champion, challenger), deltas
+
+
+def compare_scores(
+    champion: dict[str, np.ndarray],
+    challenger: dict[str, np.ndarray],
+    groups: list[str] | None,
+    cfg: ChampionGateConfig,
+    metric: str,
+) -> tuple[BootstrapResult, McNemarResult, list[ClassDelta]]:
+    """The comparison for per-example scores (a causal LM's generations): bootstrap of `metric`,
+    McNemar on exact match (right/wrong pairs), guard rails on `metric` per slice when `groups`."""
+    boot = paired_bootstrap_scores(
+        champion[metric],
+        challenger[metric],
+        metric,
+        resamples=cfg.resamples,
+        confidence=cfg.confidence,
+        seed=cfg.seed,
+    )
+    right_a, right_b = champion["exact_match"] >= 1.0, challenger["exact_match"] >= 1.0
+    test = mcnemar(np.ones(len(right_a), dtype=bool), right_a, right_b)
+    deltas = (
+        group_deltas(champion[metric], challenger[metric], groups, cfg.max_class_drop)
+        if groups is not None
+        else []
+    )
+    return boot, test, deltas
 
 
 def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, dict[str, float | bool]]]:
@@ -232,17 +314,19 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
             f"McNemar: {test.challenger_only} examples only the challenger gets right, "
             f"{test.champion_only} only the champion; p = {test.p_exact:.4g} (mid-p {test.p_mid:.4g})"
         )
-    tripped = comparison.tripped
+    tripped, scored = comparison.tripped, comparison.group_metric
     for group in tripped:
         reasons.append(
-            f"guard rail: {comparison.group_by} '{group.name}' recall {group.challenger_recall:.4f} vs "
+            f"guard rail: {comparison.group_by} '{group.name}' {scored} {group.challenger_recall:.4f} vs "
             f"{group.champion_recall:.4f} (drop {group.drop:.4f} > {comparison.max_class_drop:.4f}, "
             f"{group.support} examples)"
         )
-    if not tripped:
+    if not comparison.groups:
+        reasons.append("guard rails: none (set gate.champion.slice_column to check each slice)")
+    elif not tripped:
         reasons.append(
-            f"guard rails: no {comparison.group_by} loses more than {comparison.max_class_drop:.4f} recall "
-            f"({len(comparison.groups)} checked)"
+            f"guard rails: no {comparison.group_by} loses more than {comparison.max_class_drop:.4f} "
+            f"{scored} ({len(comparison.groups)} checked)"
         )
     passed = comparison.better and not tripped
     checks: dict[str, dict[str, float | bool]] = {

@@ -142,7 +142,8 @@ class EvaluateConfig(_Section):
 class ChampionGateConfig(_Section):
     """Champion–challenger comparison: when a `champion` exists, the challenger must beat it."""
 
-    metric: Literal["accuracy", "f1_macro"] = "accuracy"  # the difference that is bootstrapped
+    # the difference that is bootstrapped; auto: accuracy for a classifier, exact_match for a causal LM
+    metric: Literal["auto", "accuracy", "f1_macro", "exact_match", "rouge_l"] = "auto"
     confidence: float = Field(0.95, gt=0.5, lt=1.0)  # level of the bootstrap interval
     resamples: int = Field(1000, ge=100)
     seed: int = 0
@@ -171,6 +172,13 @@ class RegisterConfig(_Section):
     causal_lm_format: Literal["merged", "adapter"] = "merged"  # adapter: LoRA weights + base reference
 
 
+# The metrics a champion comparison can bootstrap, per task; the first is `auto`'s choice.
+CHAMPION_METRICS: dict[str, tuple[str, ...]] = {
+    "sequence_classification": ("accuracy", "f1_macro"),
+    "causal_lm": ("exact_match", "rouge_l"),
+}
+
+
 class Params(_Section):
     """The whole pipeline's configuration, one section per step."""
 
@@ -195,7 +203,19 @@ class Params(_Section):
             and train.metric_for_best_model != "loss"
         ):
             raise ValueError("train.metric_for_best_model must be 'loss' when task is causal_lm")
+        metric = self.gate.champion.metric
+        if metric != "auto" and metric not in CHAMPION_METRICS[self.task]:
+            allowed = " or ".join(CHAMPION_METRICS[self.task])
+            raise ValueError(
+                f"gate.champion.metric must be {allowed} when task is {self.task}, got {metric!r}"
+            )
         return self
+
+    @property
+    def champion_metric(self) -> str:
+        """The metric the champion comparison bootstraps (`gate.champion.metric`, `auto` resolved)."""
+        metric = self.gate.champion.metric
+        return CHAMPION_METRICS[self.task][0] if metric == "auto" else metric
 
     def as_dict(self) -> dict[str, Any]:
         """The effective configuration, with the same keys as params.yaml."""

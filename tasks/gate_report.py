@@ -89,8 +89,11 @@ def _comparison_md(comparison: dict[str, Any]) -> list[str]:
             f"McNemar: challenger-only right {test['challenger_only']}, champion-only right "
             f"{test['champion_only']}; p = {test['p_exact']:.4g} (exact), {test['p_mid']:.4g} (mid-p).\n"
         )
-    group_by = comparison["group_by"]
-    lines.append(f"### Recall per {group_by} (guard rail: drop <= {comparison['max_class_drop']:.4f})\n")
+    group_by, scored = comparison["group_by"], comparison.get("group_metric", "recall")
+    if not comparison["groups"]:
+        return [*lines, "No guard rails: set `gate.champion.slice_column` to check each slice.", ""]
+    title = f"{scored.replace('_', ' ').capitalize()} per {group_by}"
+    lines.append(f"### {title} (guard rail: drop <= {comparison['max_class_drop']:.4f})\n")
     lines += _rows(
         [group_by, "support", "champion", "challenger", "drop", "tripped"],
         [

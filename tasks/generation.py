@@ -88,14 +88,39 @@ class GenerationResult:
     table: pd.DataFrame
 
 
-def score_generations(outputs: list[str], references: list[str]) -> tuple[dict[str, float], list[float]]:
-    """Exact match and mean ROUGE-L of the outputs, and ROUGE-L per example."""
+def score_generations(
+    outputs: list[str], references: list[str]
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Exact match and mean ROUGE-L of the outputs, and both per example (the champion
+    comparison bootstraps these)."""
     exact = load_metric("exact_match").compute(predictions=outputs, references=references)
     rouge = load_metric("rouge_l").compute(
         predictions=outputs, references=references, return_per_example=True
     )
     assert exact is not None and rouge is not None
-    return {"exact_match": exact["exact_match"], "rouge_l": rouge["rouge_l"]}, rouge["rouge_l_per_example"]
+    per_example = {
+        # the exact_match module's rule (whitespace collapsed), one example at a time
+        "exact_match": [
+            float(" ".join(o.split()) == " ".join(r.split()))
+            for o, r in zip(outputs, references, strict=True)
+        ],
+        "rouge_l": [float(s) for s in rouge["rouge_l_per_example"]],
+    }
+    return {"exact_match": exact["exact_match"], "rouge_l": rouge["rouge_l"]}, per_example
+
+
+def generation_rows(test: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
+    """The test rows generations are scored on: all of them, or the first `max_generation_examples`."""
+    return test if cfg.max_generation_examples is None else test.head(cfg.max_generation_examples)
+
+
+def generate_answers(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: pd.DataFrame, cfg: EvaluateConfig
+) -> list[str]:
+    """Greedy answers to each row's conversation, prompted with `tokenizer`'s chat template."""
+    conversations = [json.loads(text) for text in rows["messages"]]
+    prompts = [render(tokenizer, prompt_messages(m), generation=True) for m in conversations]
+    return generate(model, tokenizer, prompts, cfg)
 
 
 def evaluate_causal_lm(
@@ -109,10 +134,8 @@ def evaluate_causal_lm(
     if len(test) == 0:
         raise RefineryError("evaluate: the test split is empty; nothing to score")
     metrics = language_model_loss(model, tokenizer, tokenized, cfg.batch_size)
-    rows = test if cfg.max_generation_examples is None else test.head(cfg.max_generation_examples)
-    conversations = [json.loads(text) for text in rows["messages"]]
-    prompts = [render(tokenizer, prompt_messages(m), generation=True) for m in conversations]
-    outputs = generate(model, tokenizer, prompts, cfg)
+    rows = generation_rows(test, cfg)
+    outputs = generate_answers(model, tokenizer, rows, cfg)
     references = [str(r) for r in rows["reference"]]
     scores, per_example = score_generations(outputs, references)
     table = pd.DataFrame(
@@ -120,11 +143,8 @@ def evaluate_causal_lm(
             "prompt": rows["prompt"].to_numpy(),
             "reference": references,
             "output": outputs,
-            "exact_match": [
-                float(" ".join(o.split()) == " ".join(r.split()))
-                for o, r in zip(outputs, references, strict=True)
-            ],
-            "rouge_l": [round(s, 4) for s in per_example],
+            "exact_match": per_example["exact_match"],
+            "rouge_l": [round(s, 4) for s in per_example["rouge_l"]],
             "source_file": rows["source_file"].to_numpy(),
             "source_row": rows["source_row"].to_numpy(),
         }

@@ -48,13 +48,17 @@ DEFAULT_CHAT_TEMPLATE = (
 
 def load_chat_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     """The fast tokenizer with a chat template (its own or the default) and a padding token."""
-    tokenizer = load_tokenizer(model_dir)
+    return with_chat_defaults(load_tokenizer(model_dir), f"train.base_model: the tokenizer in {model_dir}")
+
+
+def with_chat_defaults(tokenizer: PreTrainedTokenizerBase, where: str) -> PreTrainedTokenizerBase:
+    """`tokenizer` with the default chat template when it has none and a padding token."""
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if tokenizer.eos_token is None:
-        raise RefineryError(f"train.base_model: the tokenizer in {model_dir} has no end-of-sequence token")
+        raise RefineryError(f"{where} has no end-of-sequence token")
     return tokenizer
 
 

@@ -19,8 +19,9 @@ from transformers import AutoModelForCausalLM
 
 from flows.finetune import finetune
 from scripts.make_tiny_causal_lm import build_tiny_causal_lm
-from tasks import registry
+from tasks import champion, registry
 from tasks.config import TrainConfig, load_params
+from tasks.gating import GateFailed
 from tasks.layout import RunLayout
 from tasks.lora import ADAPTER_DIR, save_trained
 from tasks.sft_tokenization import encode_example, load_chat_tokenizer
@@ -136,6 +137,29 @@ def test_flow_registers_a_generating_model_merged_and_as_adapter(
     assert registered.version == "2"
     adapter = mlflow.pyfunc.load_model("models:/tiny-sft@challenger")
     assert adapter.predict(["lost my card", "exchange rate"]) == merged  # same weights, same greedy answers
+
+    # With a champion, the next run generates with it on the same prompts and must beat it. The same
+    # training (reused) against its own registered weights: the same answers, a difference of exactly 0.
+    client.set_registered_model_alias("tiny-sft", "champion", "1")
+    with pytest.raises(GateFailed, match=r"vs champion v1: exact_match .* delta \+0\.0000"):
+        finetune(params_path=str(params_path), workdir=str(tmp_path / "rerun"))
+    again = RunLayout(tmp_path / "rerun")
+    compared = json.loads(again.comparison_json.read_text())
+    assert compared["champion_version"] == "1" and compared["group_metric"] == "exact_match"
+    assert compared["bootstrap"]["challenger"] == pytest.approx(metrics["exact_match"])
+    assert compared["bootstrap"]["low"] == compared["bootstrap"]["high"] == 0.0
+    assert compared["mcnemar"]["champion_only"] == compared["mcnemar"]["challenger_only"] == 0
+    text = {"output": str, "reference": str}
+    theirs = pd.read_csv(again.champion_predictions_csv, keep_default_na=False, dtype=text)
+    ours = pd.read_csv(again.generations_csv, keep_default_na=False, dtype=text)
+    assert theirs["output"].tolist() == ours["output"].tolist()
+    assert len(client.search_model_versions("name='tiny-sft'")) == 2  # refused: nothing registered
+
+    # an adapter champion (base + LoRA, pyfunc) is loaded and generates the same answers
+    client.set_registered_model_alias("tiny-sft", "champion", "2")
+    compared_adapter = champion.run_step(adapter_params, layout)
+    assert compared_adapter["champion_version"] == "2"
+    assert compared_adapter["bootstrap"]["delta"] == 0.0
 
 
 def test_dvc_repro_runs_the_causal_lm_pipeline(tmp_path: Path, tiny_lm: Path, sample: pd.DataFrame) -> None:

@@ -107,7 +107,7 @@ def test_compare_predictions_uses_the_configured_metric_and_groups() -> None:
     challenger = refs.copy()
     cfg = ChampionGateConfig(metric="f1_macro", resamples=200, seed=1)
     slices = ["web", "app"] * 15
-    boot, test, groups = compare_predictions(refs, champion, challenger, 3, slices, cfg)
+    boot, test, groups = compare_predictions(refs, champion, challenger, 3, slices, cfg, "f1_macro")
     assert boot.metric == "f1_macro" and boot.resamples == 200 and boot.challenger == 1.0
     assert boot.low > 0 and test.challenger_only == 15 and test.champion_only == 0
     assert [g.name for g in groups] == ["app", "web"] and not any(g.tripped for g in groups)
@@ -122,6 +122,43 @@ def test_champion_params_are_typed_and_closed() -> None:
         parse_params({"gate": {"champion": {"metric": "bleu"}}})
     with pytest.raises(Exception, match=r"'register.promotion'"):
         parse_params({"register": {"promotion": "always"}})
+
+
+def test_champion_metric_auto_follows_the_task_and_a_mismatch_names_the_key() -> None:
+    assert parse_params({}).champion_metric == "accuracy"
+    llm = {"task": "causal_lm", "train": {"metric_for_best_model": "loss"}}
+    assert parse_params(llm).champion_metric == "exact_match"
+    assert parse_params({**llm, "gate": {"champion": {"metric": "rouge_l"}}}).champion_metric == "rouge_l"
+    with pytest.raises(Exception, match=r"gate.champion.metric must be exact_match or rouge_l when task is "
+                       r"causal_lm, got 'accuracy'"):  # fmt: skip
+        parse_params({**llm, "gate": {"champion": {"metric": "accuracy"}}})
+    with pytest.raises(Exception, match=r"gate.champion.metric must be accuracy or f1_macro"):
+        parse_params({"gate": {"champion": {"metric": "rouge_l"}}})
+
+
+def test_generation_comparison_without_slices_says_no_guard_rails_ran() -> None:
+    boot = BootstrapResult("exact_match", 0.4, 0.6, 0.2, 0.05, 0.35, 0.95, 1000, 0)
+    compared = ChampionComparison(
+        "1", {}, boot, McNemarResult(2, 12, 0.01, 0.006), [], "slice", 0.0, 0.05, "exact_match"
+    )
+    decision = decide({}, GateConfig(thresholds={}), compared)
+    assert decision.passed
+    assert any(r.startswith("vs champion v1: exact_match 0.6000 vs 0.4000") for r in decision.reasons)
+    assert "guard rails: none (set gate.champion.slice_column to check each slice)" in decision.reasons
+    challenger = {"version": "2", "mlflow_run_id": "run-2", "lineage": {"git_commit": "abc"}}
+    report = build_report("m", {}, decision, compared, challenger, {"policy": "manual", "outcome": "-"})
+    text = report_markdown(report)
+    assert "| exact_match | 0.4000 | 0.6000 | +0.2000 | [+0.0500, +0.3500] | +0.0000 |" in text
+    assert "No guard rails: set `gate.champion.slice_column`" in text
+    sliced = ChampionComparison(
+        "1", {}, boot, None, [ClassDelta("web", 9, 0.8, 0.5, 0.3, True)], "channel", 0.0, 0.05, "exact_match"
+    )
+    refused = decide({}, GateConfig(thresholds={}), sliced)
+    assert not refused.passed
+    assert "guard rail: channel 'web' exact_match 0.5000 vs 0.8000 (drop 0.3000 > 0.0500, 9 examples)" in (
+        refused.reasons
+    )
+    assert ChampionComparison.from_dict(sliced.to_dict()) == sliced
 
 
 def test_report_shows_estimates_intervals_p_values_deltas_lineage_and_decision() -> None:

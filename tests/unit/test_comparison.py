@@ -7,7 +7,15 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
-from tasks.comparison import f1_macro, mcnemar, paired_bootstrap, recall_deltas
+from tasks.comparison import (
+    compare_scores,
+    f1_macro,
+    mcnemar,
+    paired_bootstrap,
+    paired_bootstrap_scores,
+    recall_deltas,
+)
+from tasks.config import ChampionGateConfig
 
 
 @pytest.mark.parametrize(("b", "c"), [(3, 11), (0, 5), (7, 7), (1, 0), (20, 41)])
@@ -82,3 +90,36 @@ def test_recall_guard_rail_trips_only_beyond_the_limit() -> None:
     assert deltas["b"].drop == pytest.approx(-0.5) and not deltas["b"].tripped
     tighter = {d.name: d for d in recall_deltas(refs, champion, challenger, ["a"] * 4 + ["b"] * 4, 0.2)}
     assert tighter["a"].tripped
+
+
+def test_bootstrap_of_per_example_scores_matches_a_hand_written_loop() -> None:
+    champion = np.array([0.0, 0.5, 1.0, 0.25, 0.0, 1.0])  # e.g. ROUGE-L of each generation
+    challenger = np.array([0.5, 0.5, 1.0, 0.75, 0.0, 1.0])
+    result = paired_bootstrap_scores(champion, challenger, "rouge_l", resamples=300, confidence=0.8, seed=3)
+    rng = np.random.default_rng(3)
+    deltas = []
+    for _ in range(300):
+        idx = rng.integers(0, 6, size=6)
+        deltas.append(challenger[idx].mean() - champion[idx].mean())
+    assert result.low == pytest.approx(np.quantile(deltas, 0.1))
+    assert result.high == pytest.approx(np.quantile(deltas, 0.9))
+    assert result.champion == pytest.approx(2.75 / 6) and result.challenger == pytest.approx(3.75 / 6)
+    assert result.delta == pytest.approx(1.0 / 6) and result.metric == "rouge_l"
+
+
+def test_generation_comparison_tests_exact_match_pairs_and_guards_slices() -> None:
+    champion = {"exact_match": np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0]), "rouge_l": np.zeros(6)}
+    challenger = {"exact_match": np.array([1.0, 0.0, 1.0, 1.0, 1.0, 1.0]), "rouge_l": np.zeros(6)}
+    cfg = ChampionGateConfig(resamples=100, max_class_drop=0.4)
+    slices = ["web", "web", "web", "app", "app", "app"]
+    boot, test, groups = compare_scores(champion, challenger, slices, cfg, "exact_match")
+    assert boot.champion == pytest.approx(0.5) and boot.challenger == pytest.approx(5 / 6)
+    # discordant pairs: one only the champion matches, three only the challenger matches
+    assert (test.champion_only, test.challenger_only) == (1, 3)
+    assert test.p_exact == pytest.approx(binomtest(1, 4, 0.5).pvalue)
+    by_name = {g.name: g for g in groups}
+    assert by_name["web"].champion_recall == pytest.approx(2 / 3)
+    assert by_name["web"].challenger_recall == pytest.approx(2 / 3) and not by_name["web"].tripped
+    assert by_name["app"].drop == pytest.approx(1 / 3 - 1.0)
+    _, _, none = compare_scores(champion, challenger, None, cfg, "rouge_l")
+    assert none == []
