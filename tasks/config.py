@@ -111,6 +111,7 @@ class TrainConfig(_Section):
     # auto: bf16 autocast on CUDA (fp16 on GPUs without bf16), fp32 on a CPU, where bf16 autocast
     # cost accuracy (README, Benchmarks); `bf16` asks for it anyway. Weights stay fp32 either way.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    torch_compile: bool = False  # torch.compile the model: pays off on CUDA for long runs
     early_stopping_patience: int | None = Field(2, ge=1)
     metric_for_best_model: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = "accuracy"
     eval_strategy: Literal["epoch", "steps"] = "epoch"

@@ -114,6 +114,11 @@ def resolved_precision(cfg: TrainConfig) -> str:
     return precision
 
 
+def cuda_has_tf32() -> bool:
+    """A CUDA GPU with TF32 tensor cores (compute capability 8.0 or newer)."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
 def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
     """Map params onto `TrainingArguments`, in the precision `train.precision` resolves to here."""
     cuda = torch.cuda.is_available()
@@ -142,6 +147,8 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         greater_is_better=None if best is None else cfg.metric_for_best_model != "loss",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
+        tf32=True if cuda_has_tf32() else None,  # fp32 matmuls on tensor cores (Ampere and newer)
+        torch_compile=cfg.torch_compile,
         use_cpu=not cuda,  # the Trainer accepts bf16 without a GPU only when told it runs on CPU
         dataloader_pin_memory=cuda,
         report_to="none",

@@ -119,3 +119,30 @@ def test_a_finished_training_is_reused_by_a_run_with_the_same_inputs(
     assert "reused" not in changed and changed["checkpoint_dir"] != first["checkpoint_dir"]
     _, retrained = run("retrained", **{"train.reuse_trained": False})
     assert "reused" not in retrained and retrained["checkpoint_dir"] == first["checkpoint_dir"]
+
+
+def test_a_compiled_model_trains_and_saves_plain_weights(tmp_path: Path, tiny_base_model: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from tasks.lora import save_trained
+
+    tokenized, labels = _tokenized(tiny_base_model)
+    cfg = TrainConfig(
+        base_model=str(tiny_base_model), epochs=1, batch_size=16, early_stopping_patience=None,
+        progress_bars=False, torch_compile=True,
+    )  # fmt: skip
+    trainer, summary = train_classifier(
+        tokenized, load_tokenizer(tiny_base_model), tiny_base_model, labels, cfg, tmp_path / "ckpt"
+    )
+    assert type(trainer.model_wrapped).__name__ == "OptimizedModule"  # ran through torch.compile
+    assert summary["global_steps"] > 0
+    save_trained(trainer.model, tmp_path / "model", tiny_base_model)
+    # the saved weights carry no `_orig_mod.` prefix: they load into a plain model, nothing missing
+    reloaded, info = AutoModelForSequenceClassification.from_pretrained(
+        str(tmp_path / "model"), output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    batch = {k: torch.tensor([tokenized["test"][0][k]]) for k in ("input_ids", "attention_mask")}
+    with torch.inference_mode():
+        expected = trainer.model.eval()(**batch).logits
+        assert torch.allclose(reloaded.eval()(**batch).logits, expected, atol=1e-5)

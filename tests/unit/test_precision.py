@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config import ConfigError, TrainConfig
-from tasks.training import cpu_has_native_bf16, training_arguments, training_precision
+from tasks.training import cpu_has_native_bf16, cuda_has_tf32, training_arguments, training_precision
 
 
 @pytest.mark.parametrize(
@@ -46,4 +46,9 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 
 def test_fp32_training_arguments_have_no_autocast(tmp_path: Path) -> None:
     args = training_arguments(TrainConfig(precision="fp32"), tmp_path)
-    assert not args.bf16 and not args.fp16
+    assert not args.bf16 and not args.fp16 and not args.torch_compile
+    assert args.tf32 is (True if cuda_has_tf32() else None)  # TF32 only where tensor cores have it
+
+
+def test_torch_compile_is_passed_to_the_trainer(tmp_path: Path) -> None:
+    assert training_arguments(TrainConfig(torch_compile=True), tmp_path).torch_compile
