@@ -20,8 +20,15 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tasks.comparison import ChampionComparison, compare_predictions, compare_scores
-from tasks.config import Params
+from tasks.comparison import (
+    BootstrapResult,
+    ChampionComparison,
+    ClassDelta,
+    McNemarResult,
+    compare_predictions,
+    compare_scores,
+)
+from tasks.config import ChampionGateConfig, Params
 from tasks.data import read_table
 from tasks.errors import RefineryError
 from tasks.gate_report import LINEAGE_ROWS
@@ -117,16 +124,7 @@ def compare_with(params: Params, layout: RunLayout, version: str, tags: dict[str
     boot, test_result, deltas = compare_predictions(
         references, champion, challenger, len(labels), groups, cfg, params.champion_metric
     )
-    return ChampionComparison(
-        champion_version=version,
-        champion_tags={key: tags[key] for key in LINEAGE_ROWS if key in tags},
-        bootstrap=boot,
-        mcnemar=test_result,
-        groups=deltas,
-        group_by=cfg.slice_column or "class",
-        min_delta=cfg.min_delta,
-        max_class_drop=cfg.max_class_drop,
-    )
+    return _comparison(version, tags, cfg, (boot, test_result, deltas), "class", "recall")
 
 
 def load_champion_lm(model_uri: str) -> tuple[Any, Any]:
@@ -192,16 +190,29 @@ def compare_generations(
         cfg,
         metric,
     )
+    return _comparison(version, tags, cfg, (boot, test_result, deltas), "slice", metric)
+
+
+def _comparison(
+    version: str,
+    tags: dict[str, str],
+    cfg: ChampionGateConfig,
+    result: tuple[BootstrapResult, McNemarResult, list[ClassDelta]],
+    groups_without_slices: str,
+    group_metric: str,
+) -> ChampionComparison:
+    """The comparison record: the statistics, the champion's lineage tags and the limits applied."""
+    boot, test_result, deltas = result
     return ChampionComparison(
         champion_version=version,
         champion_tags={key: tags[key] for key in LINEAGE_ROWS if key in tags},
         bootstrap=boot,
         mcnemar=test_result,
         groups=deltas,
-        group_by=cfg.slice_column or "slice",
+        group_by=cfg.slice_column or groups_without_slices,
         min_delta=cfg.min_delta,
         max_class_drop=cfg.max_class_drop,
-        group_metric=metric,
+        group_metric=group_metric,
     )
 
 
