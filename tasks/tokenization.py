@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -147,12 +149,19 @@ def publish_cached(
         "rows": {name: len(dataset[name]) for name in dataset},
         "tokenizer_fingerprint": fingerprint_files(model_dir),
     }
-    staging = target.with_name(f"{key}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    # staged under a name of this build's own: runs with the same inputs at the same time (two
+    # deployment runs in one served process) must not write into, or delete, each other's files
+    staging = target.with_name(f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     dataset.save_to_disk(str(staging))
     (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic publish: a half-written cache is never seen as a hit
+    if target.exists() and not meta_path.is_file():
+        shutil.rmtree(target, ignore_errors=True)  # no metadata: not a published entry
+    try:
+        staging.rename(target)  # atomic publish: a half-written cache is never seen as a hit
+    except OSError:
+        if not meta_path.is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)  # published meanwhile, from the same inputs
     return target, {**meta, "cache_hit": False}
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from datasets import Dataset, DatasetDict, load_from_disk
 
 from tasks.config import TokenizeConfig
 from tasks.data import Splits
-from tasks.tokenization import cache_key, derive_max_length, load_tokenizer, tokenize_cached
+from tasks.tokenization import (
+    cache_key,
+    derive_max_length,
+    load_tokenizer,
+    publish_cached,
+    tokenize_cached,
+)
 from tests.fixtures import build_tiny_classifier
 
 
@@ -74,3 +82,45 @@ def test_cache_hit_on_same_inputs_and_miss_on_any_change(model_dir: Path, tmp_pa
         (other_tokenizer / "vocab.txt").read_text() + "extra\n", encoding="utf-8"
     )
     assert cache_key(_splits(TEXTS), other_tokenizer, cfg) != base
+
+
+def test_runs_publishing_the_same_key_at_once_leave_one_complete_entry(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    def build() -> tuple[DatasetDict, dict[str, Any]]:
+        return DatasetDict({"train": Dataset.from_dict({"input_ids": [[1, 2, 3]]})}), {"max_length": 8}
+
+    def build_while_another_run_publishes() -> tuple[DatasetDict, dict[str, Any]]:
+        _, other_meta = publish_cached(tmp_path, "k", model_dir, build)  # it finishes first
+        assert other_meta["cache_hit"] is False
+        return build()
+
+    path, meta = publish_cached(tmp_path, "k", model_dir, build_while_another_run_publishes)
+    assert path == tmp_path / "k" and meta["cache_hit"] is False and meta["rows"] == {"train": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # the loser's staging copy is gone
+    assert load_from_disk(str(path))["train"]["input_ids"] == [[1, 2, 3]]
+    assert publish_cached(tmp_path, "k", model_dir, build)[1]["cache_hit"] is True
+
+
+def test_two_runs_building_one_key_concurrently_both_succeed(model_dir: Path, tmp_path: Path) -> None:
+    import threading
+
+    both_built = threading.Barrier(2)
+    rows = {"input_ids": [[i, i + 1, i + 2] for i in range(20_000)]}
+
+    def build() -> tuple[DatasetDict, dict[str, Any]]:
+        both_built.wait(timeout=60)  # the two saves start together, as two served deployment runs did
+        return DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(rows)}), {}
+
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(publish_cached(tmp_path, "k", model_dir, build)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 2 and all(path == tmp_path / "k" for path, _ in results)
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]
+    assert load_from_disk(str(tmp_path / "k"))["test"].num_rows == 20_000
