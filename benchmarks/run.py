@@ -2,12 +2,12 @@
 
 For each workload the two are run alternately `--repeats` times (each in its own process, so
 peak RSS is per run) on exactly the same training and test examples: the plain script gets the
-train split Refinery carves (validation held out) as its training file. Repeat i trains both with
-seed 42 + i, so the accuracy medians and ranges show seed variance rather than one draw. Reported: medians and
-ratios of wall time, training samples/s, non-padding tokens/s, peak RSS, test accuracy, and
-utilisation = useful training FLOP/s over the machine's dense GEMM FLOP/s measured in the same
-invocation; Refinery's tokenization throughput; the cached re-runs (`refinery run` again with the
-same inputs, and `dvc repro` with nothing changed). Results go to
+train split Refinery carves (validation held out) as its training file. Repeat i trains both
+with seed 42 + i, so the accuracy medians and ranges show seed variance rather than one draw.
+Reported: medians and ratios of wall time, training samples/s, non-padding tokens/s, peak RSS,
+test accuracy, and utilisation = useful training FLOP/s over the machine's dense GEMM FLOP/s
+measured in the same invocation; Refinery's tokenization throughput; the cached re-runs
+(`refinery run` again with the same inputs, and `dvc repro` with nothing changed). Results go to
 `benchmarks/results/<date>-<host>.json` and `.md`.
 """
 

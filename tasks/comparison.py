@@ -149,10 +149,15 @@ class McNemarResult:
 
 
 def mcnemar(references: Ids, champion: Ids, challenger: Ids) -> McNemarResult:
-    """McNemar's exact test: under H0 each discordant pair is a fair coin flip."""
+    """McNemar's exact test on two models' predicted label ids."""
     references = np.asarray(references)
-    right_a = np.asarray(champion) == references
-    right_b = np.asarray(challenger) == references
+    return mcnemar_pairs(np.asarray(champion) == references, np.asarray(challenger) == references)
+
+
+def mcnemar_pairs(right_a: np.ndarray, right_b: np.ndarray) -> McNemarResult:
+    """McNemar's exact test on paired right/wrong outcomes: under H0 each discordant pair is a
+    fair coin flip."""
+    right_a, right_b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
     b = int(np.sum(right_a & ~right_b))
     c = int(np.sum(~right_a & right_b))
     n, k = b + c, min(b, c)
@@ -283,8 +288,7 @@ def compare_scores(
         confidence=cfg.confidence,
         seed=cfg.seed,
     )
-    right_a, right_b = champion["exact_match"] >= 1.0, challenger["exact_match"] >= 1.0
-    test = mcnemar(np.ones(len(right_a), dtype=bool), right_a, right_b)
+    test = mcnemar_pairs(champion["exact_match"] >= 1.0, challenger["exact_match"] >= 1.0)
     deltas = (
         group_deltas(champion[metric], challenger[metric], groups, cfg.max_class_drop)
         if groups is not None

@@ -93,20 +93,15 @@ def score_generations(
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Exact match and mean ROUGE-L of the outputs, and both per example (the champion
     comparison bootstraps these)."""
-    exact = load_metric("exact_match").compute(predictions=outputs, references=references)
-    rouge = load_metric("rouge_l").compute(
-        predictions=outputs, references=references, return_per_example=True
-    )
-    assert exact is not None and rouge is not None
-    per_example = {
-        # the exact_match module's rule (whitespace collapsed), one example at a time
-        "exact_match": [
-            float(" ".join(o.split()) == " ".join(r.split()))
-            for o, r in zip(outputs, references, strict=True)
-        ],
-        "rouge_l": [float(s) for s in rouge["rouge_l_per_example"]],
-    }
-    return {"exact_match": exact["exact_match"], "rouge_l": rouge["rouge_l"]}, per_example
+    means: dict[str, float] = {}
+    per_example: dict[str, list[float]] = {}
+    for name in ("exact_match", "rouge_l"):
+        scores = load_metric(name).compute(
+            predictions=outputs, references=references, return_per_example=True
+        )
+        assert scores is not None
+        means[name], per_example[name] = scores[name], [float(s) for s in scores[f"{name}_per_example"]]
+    return means, per_example
 
 
 def generation_rows(test: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:

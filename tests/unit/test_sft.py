@@ -116,6 +116,10 @@ def test_generation_metrics() -> None:
     rouge = load_metric("rouge_l").compute(predictions=["the cat sat", ""], references=["the cat", ""])
     assert exact == {"exact_match": 0.5}
     assert rouge is not None and rouge["rouge_l"] == pytest.approx((0.8 + 1.0) / 2)
+    each = load_metric("exact_match").compute(
+        predictions=["a  b", "c"], references=["a b", "d"], return_per_example=True
+    )
+    assert each == {"exact_match": 0.5, "exact_match_per_example": [1.0, 0.0]}
 
 
 def test_causal_lm_params_select_on_loss() -> None:

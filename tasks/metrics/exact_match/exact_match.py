@@ -17,8 +17,9 @@ Args:
     predictions (list of str): generated texts.
     references (list of str): expected texts.
     ignore_case (bool): compare lower-cased texts (default False).
+    return_per_example (bool): also return 1.0 or 0.0 for each pair (default False).
 Returns:
-    exact_match (float): the fraction of exact matches, 0.0 to 1.0.
+    exact_match (float): the fraction of exact matches, 0.0 to 1.0 (and exact_match_per_example).
 """
 
 
@@ -41,12 +42,17 @@ class ExactMatch(evaluate.Metric):
         )
 
     def _compute(
-        self, predictions: list[str], references: list[str], ignore_case: bool = False
+        self,
+        predictions: list[str],
+        references: list[str],
+        ignore_case: bool = False,
+        return_per_example: bool = False,
     ) -> dict[str, Any]:
-        if not predictions:
-            return {"exact_match": 0.0}
-        hits = sum(
-            _normalise(p, ignore_case) == _normalise(r, ignore_case)
+        scores = [
+            float(_normalise(p, ignore_case) == _normalise(r, ignore_case))
             for p, r in zip(predictions, references, strict=True)
-        )
-        return {"exact_match": hits / len(predictions)}
+        ]
+        result: dict[str, Any] = {"exact_match": sum(scores) / len(scores) if scores else 0.0}
+        if return_per_example:
+            result["exact_match_per_example"] = scores
+        return result
