@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from tasks.config import Params
-from tasks.data import Splits
-from tasks.tokenization import derive_max_length, load_tokenizer, model_max_length, tokenize_splits
+from tasks.core.config import Params
+from tasks.data.splitting import Splits
+from tasks.models.tokenizers import load_tokenizer, model_max_length
+from tasks.task_types.classification.tokenization import derive_max_length, tokenize_splits
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -40,9 +40,11 @@ from benchmarks.measures import (
     tokenization_rate,
 )
 from benchmarks.report import report
-from tasks.base_models import resolve_base_model
-from tasks.config import Params, parse_params
-from tasks.data import Splits, read_frames, split_frames
+from tasks.core.config import Params, parse_params
+from tasks.data.reading import read_frames
+from tasks.data.splitting import Splits
+from tasks.models.base_models import resolve_base_model
+from tasks.task_types.classification.records import split_frames
 
 SHARED = REPO.parent / "shared" / "datasets"
 

@@ -16,12 +16,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment, flow_run
 
-from tasks import champion, evaluation, gating, registry, tokenization, training, validation
-from tasks.config import load_params
-from tasks.errors import RefineryError
-from tasks.gating import GateDecision, GateFailed
-from tasks.layout import RunLayout
-from tasks.summary import run_summary_markdown
+from tasks.cli.summary import run_summary_markdown
+from tasks.core.errors import RefineryError
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateDecision, GateFailed
+from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
+from tasks.task_types import load_task_params
 
 # A Prefect global concurrency limit (1 slot, created by flows/deployments.py) that keeps two
 # trainings from sharing the cores; where it does not exist (a local run) training just proceeds.
@@ -53,7 +53,7 @@ train_step = task(
 )(training.run_step)
 evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(evaluation.run_step)
 # Scores the registry's `champion` on this run's test split: never cached (the champion moves).
-compare_step = task(name="compare", cache_policy=NO_CACHE)(champion.run_step)
+compare_step = task(name="compare", cache_policy=NO_CACHE)(comparison.run_step)
 gate_step = task(name="gate", cache_policy=NO_CACHE)(gating.run_step)
 register_step = task(
     name="register",
@@ -61,7 +61,7 @@ register_step = task(
     retries=2,
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_user_error,
-)(registry.register_step)
+)(registration.register_step)
 
 
 def publish_generations(layout: RunLayout, rows: int) -> None:
@@ -93,7 +93,7 @@ def finetune(
 
     `overrides` maps dotted keys to values, e.g. {"train.max_steps": 20}.
     """
-    params = load_params(params_path, overrides)
+    params = load_task_params(params_path, overrides)
     layout = RunLayout(Path(workdir or Path("runs") / str(flow_run.get_name() or "local")))
     validate_step(params, layout)
     tokenize_step(params, layout)

@@ -26,7 +26,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from infra.processes import ProcessRecord, port_in_use, start_group, stop_groups
-from tasks.errors import RefineryError
+from tasks.core.errors import RefineryError
 
 HOST = "127.0.0.1"
 PREFECT_PORT = 4200

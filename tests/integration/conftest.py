@@ -15,9 +15,9 @@ import yaml
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 
-from tasks.config import Params
-from tasks.gating import GateDecision
-from tasks.layout import RunLayout
+from tasks.core.config import Params
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateDecision
 from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tasks.cli import main as refinery
+from tasks.cli.main import main as refinery
 from tests.integration.conftest import banking_sample, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api", "mlflow_isolated")]

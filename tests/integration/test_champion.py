@@ -14,10 +14,10 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.finetune import finetune
-from tasks.cli import main
-from tasks.gating import GateFailed
-from tasks.layout import RunLayout
-from tasks.promotion import aliases_of
+from tasks.cli.main import main
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateFailed
+from tasks.registry.promotion import aliases_of
 from tests.integration.conftest import banking_sample, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]

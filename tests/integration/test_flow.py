@@ -10,9 +10,9 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.finetune import finetune
-from tasks.cli import main as refinery
-from tasks.gating import GateFailed
-from tasks.layout import RunLayout
+from tasks.cli.main import main as refinery
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateFailed
 from tests.integration.conftest import SAMPLE_CLASSES, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api", "mlflow_isolated")]
@@ -103,8 +103,8 @@ def test_failed_gate_can_complete_without_registering(
 
 def test_rerun_reuses_the_tokenization_cache(tmp_path: Path, tiny_base_model: Path, sample_csv: Path) -> None:
     params = tiny_params(tmp_path, tiny_base_model, sample_csv, train={"max_steps": 2})
-    from tasks import tokenization
-    from tasks.config import load_params
+    from tasks.core.config import load_params
+    from tasks.steps import tokenization
 
     loaded = load_params(params)
     finetune(params_path=str(params), workdir=str(tmp_path / "a"))

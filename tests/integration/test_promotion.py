@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tasks.cli import main
-from tasks.config import parse_params
-from tasks.gating import GateDecision
-from tasks.promotion import aliases_of
-from tasks.registry import Lineage, log_and_register
+from tasks.cli.main import main
+from tasks.core.config import parse_params
+from tasks.gating.decision import GateDecision
+from tasks.lineage.record import Lineage
+from tasks.registry.promotion import aliases_of
+from tasks.steps.registration import log_and_register
 from tests.integration.conftest import LABELS, build_run_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_isolated")]

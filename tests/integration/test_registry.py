@@ -15,9 +15,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from tasks.config import Params, parse_params
-from tasks.gating import GateDecision, GateFailed
-from tasks.registry import Lineage, RegistrationResult, current_lineage, log_and_register, run_step
+from tasks.core.config import Params, parse_params
+from tasks.gating.decision import GateDecision, GateFailed
+from tasks.lineage.record import Lineage, current_lineage
+from tasks.registry.registration import RegistrationResult
+from tasks.steps.registration import log_and_register, run_step
 from tests.integration.conftest import LABELS, TEXTS, build_run_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_isolated")]

@@ -19,14 +19,14 @@ from transformers import AutoModelForCausalLM
 
 from flows.finetune import finetune
 from scripts.make_tiny_causal_lm import build_tiny_causal_lm
-from tasks import champion, registry
-from tasks.config import TrainConfig, load_params
-from tasks.gating import GateFailed
-from tasks.layout import RunLayout
-from tasks.lora import ADAPTER_DIR, save_trained
-from tasks.sft_tokenization import encode_example, load_chat_tokenizer
-from tasks.sft_training import train_causal_lm
-from tasks.training import history_frame
+from tasks.core.config import TrainConfig, load_params
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateFailed
+from tasks.models.lora import ADAPTER_DIR, save_trained
+from tasks.steps import comparison, registration
+from tasks.task_types.causal_lm.templating import encode_example, load_chat_tokenizer
+from tasks.task_types.causal_lm.training import train_causal_lm
+from tasks.training.checkpoints import history_frame
 from tests.integration.conftest import SAMPLE_CLASSES, banking_sample, tiny_params
 from tests.integration.repository import STAGES, copy_repository, dvc, stages_ran
 
@@ -133,7 +133,7 @@ def test_flow_registers_a_generating_model_merged_and_as_adapter(
     assert len(merged) == 2 and all(isinstance(text, str) for text in merged)
 
     adapter_params = load_params(params_path, {"register.causal_lm_format": "adapter"})
-    registered = registry.register_step(adapter_params, layout)
+    registered = registration.register_step(adapter_params, layout)
     assert registered.version == "2"
     adapter = mlflow.pyfunc.load_model("models:/tiny-sft@challenger")
     assert adapter.predict(["lost my card", "exchange rate"]) == merged  # same weights, same greedy answers
@@ -157,7 +157,7 @@ def test_flow_registers_a_generating_model_merged_and_as_adapter(
 
     # an adapter champion (base + LoRA, pyfunc) is loaded and generates the same answers
     client.set_registered_model_alias("tiny-sft", "champion", "2")
-    compared_adapter = champion.run_step(adapter_params, layout)
+    compared_adapter = comparison.run_step(adapter_params, layout)
     assert compared_adapter["champion_version"] == "2"
     assert compared_adapter["bootstrap"]["delta"] == 0.0
 

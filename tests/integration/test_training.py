@@ -10,10 +10,12 @@ import pytest
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from tasks.config import DataConfig, TokenizeConfig, TrainConfig
-from tasks.data import split_frames
-from tasks.tokenization import load_tokenizer, tokenize_splits
-from tasks.training import COMPLETE_MARKER, train_classifier
+from tasks.core.config import DataConfig, TokenizeConfig, TrainConfig
+from tasks.models.tokenizers import load_tokenizer
+from tasks.task_types.classification.records import split_frames
+from tasks.task_types.classification.tokenization import tokenize_splits
+from tasks.task_types.classification.training import train_classifier
+from tasks.training.checkpoints import COMPLETE_MARKER
 from tests.integration.conftest import banking_sample, tiny_params
 
 pytestmark = pytest.mark.integration
@@ -94,9 +96,9 @@ def test_loss_falls_on_a_fixed_tiny_set(tmp_path: Path, tiny_base_model: Path) -
 def test_a_finished_training_is_reused_by_a_run_with_the_same_inputs(
     tmp_path: Path, tiny_base_model: Path, sample_csv: Path
 ) -> None:
-    from tasks import tokenization, training, validation
-    from tasks.config import load_params
-    from tasks.layout import RunLayout
+    from tasks.core.config import load_params
+    from tasks.core.layout import RunLayout
+    from tasks.steps import tokenization, training, validation
 
     params_path = tiny_params(tmp_path, tiny_base_model, sample_csv, train={"max_steps": 4})
 
@@ -124,7 +126,7 @@ def test_a_finished_training_is_reused_by_a_run_with_the_same_inputs(
 def test_a_compiled_model_trains_and_saves_plain_weights(tmp_path: Path, tiny_base_model: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    from tasks.lora import save_trained
+    from tasks.models.lora import save_trained
 
     tokenized, labels = _tokenized(tiny_base_model)
     cfg = TrainConfig(

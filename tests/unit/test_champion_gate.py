@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.comparison import (
-    BootstrapResult,
-    ChampionComparison,
-    ClassDelta,
-    McNemarResult,
-    compare_predictions,
-    read_comparison,
-)
-from tasks.config import ChampionGateConfig, GateConfig, parse_params
-from tasks.gate_report import build_report, report_markdown
-from tasks.gating import GateDecision, decide
-from tasks.release import promotion_reason
+from tasks.comparison.champion import ChampionComparison, read_comparison
+from tasks.comparison.statistics import BootstrapResult, ClassDelta, McNemarResult, compare_predictions
+from tasks.core.config import ChampionGateConfig, GateConfig, Params, parse_params
+from tasks.gating.decision import GateDecision, decide
+from tasks.gating.report import build_report, report_markdown
+from tasks.registry.release import promotion_reason
+from tasks.task_types import task_type_for
 
 METRICS = {"accuracy": 0.9, "f1_macro": 0.85}
+
+
+def checked(raw: dict[str, Any]) -> Params:
+    """Params as every entry point reads them: parsed, then checked by their task type."""
+    params = parse_params(raw)
+    task_type_for(params)
+    return params
+
+
+def champion_metric(raw: dict[str, Any]) -> str:
+    params = checked(raw)
+    return task_type_for(params).champion_metric(params)
 
 
 def comparison(
@@ -118,22 +126,22 @@ def test_champion_params_are_typed_and_closed() -> None:
     assert params.gate.champion.metric == "f1_macro" and params.register_.promotion == "manual"
     with pytest.raises(Exception, match=r"unknown key 'gate.champion.alpha'"):
         parse_params({"gate": {"champion": {"alpha": 0.05}}})
-    with pytest.raises(Exception, match=r"'gate.champion.metric'"):
-        parse_params({"gate": {"champion": {"metric": "bleu"}}})
+    with pytest.raises(Exception, match=r"gate.champion.metric must be accuracy or f1_macro .* got 'bleu'"):
+        checked({"gate": {"champion": {"metric": "bleu"}}})
     with pytest.raises(Exception, match=r"'register.promotion'"):
         parse_params({"register": {"promotion": "always"}})
 
 
 def test_champion_metric_auto_follows_the_task_and_a_mismatch_names_the_key() -> None:
-    assert parse_params({}).champion_metric == "accuracy"
+    assert champion_metric({}) == "accuracy"
     llm = {"task": "causal_lm", "train": {"metric_for_best_model": "loss"}}
-    assert parse_params(llm).champion_metric == "exact_match"
-    assert parse_params({**llm, "gate": {"champion": {"metric": "rouge_l"}}}).champion_metric == "rouge_l"
+    assert champion_metric(llm) == "exact_match"
+    assert champion_metric({**llm, "gate": {"champion": {"metric": "rouge_l"}}}) == "rouge_l"
     with pytest.raises(Exception, match=r"gate.champion.metric must be exact_match or rouge_l when task is "
                        r"causal_lm, got 'accuracy'"):  # fmt: skip
-        parse_params({**llm, "gate": {"champion": {"metric": "accuracy"}}})
+        checked({**llm, "gate": {"champion": {"metric": "accuracy"}}})
     with pytest.raises(Exception, match=r"gate.champion.metric must be accuracy or f1_macro"):
-        parse_params({"gate": {"champion": {"metric": "rouge_l"}}})
+        checked({"gate": {"champion": {"metric": "rouge_l"}}})
 
 
 def test_generation_comparison_without_slices_says_no_guard_rails_ran() -> None:
@@ -187,8 +195,8 @@ def test_report_shows_estimates_intervals_p_values_deltas_lineage_and_decision()
 
 
 def test_manual_policy_never_promotes_and_a_refused_model_is_not_promoted() -> None:
-    from tasks.registry import RegistrationResult
-    from tasks.release import apply_policy
+    from tasks.registry.registration import RegistrationResult
+    from tasks.registry.release import apply_policy
 
     params = parse_params({"register": {"model_name": "intent", "promotion": "manual"}})
     registered = RegistrationResult(
@@ -208,20 +216,20 @@ def test_manual_policy_never_promotes_and_a_refused_model_is_not_promoted() -> N
 
 
 def test_slices_come_from_the_test_rows_source_file(tmp_path: Path) -> None:
-    from tasks.champion import slice_values
-    from tasks.errors import RefineryError
+    from tasks.comparison.slices import slice_values
+    from tasks.core.errors import RefineryError
 
     source = tmp_path / "test.csv"
     source.write_text("text,category,channel\na,x,web\nb,y,app\nc,x,app\n", encoding="utf-8")
     test = pd.DataFrame({"source_file": [str(source)] * 2, "source_row": [3, 1]})
     params = parse_params({})
-    assert slice_values(test, "channel", params) == ["app", "web"]
+    assert slice_values(test, "channel", params.data) == ["app", "web"]
     with pytest.raises(RefineryError, match=r"slice_column: column 'country' not found in .*test\.csv"):
-        slice_values(test, "country", params)
+        slice_values(test, "country", params.data)
 
 
 def test_version_description_stays_within_mlflow_limits() -> None:
-    from tasks.gate_report import version_description
+    from tasks.gating.report import version_description
 
     many = tuple(0.0 for _ in range(300))  # 300 classes: the full report is far longer than 5,000
     compared = comparison(low=0.01, drops=many)

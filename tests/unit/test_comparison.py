@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
-from tasks.comparison import (
+from tasks.comparison.statistics import (
     compare_scores,
     f1_macro,
     mcnemar,
@@ -15,7 +15,7 @@ from tasks.comparison import (
     paired_bootstrap_scores,
     recall_deltas,
 )
-from tasks.config import ChampionGateConfig
+from tasks.core.config import ChampionGateConfig
 
 
 @pytest.mark.parametrize(("b", "c"), [(3, 11), (0, 5), (7, 7), (1, 0), (20, 41)])

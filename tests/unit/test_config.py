@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.cli import parse_overrides
-from tasks.config import ConfigError, Params, load_params
+from tasks.cli.main import parse_overrides
+from tasks.core.config import ConfigError, Params, load_params
 
 
 def test_repository_params_parse_and_match_defaults(repo_root: Path) -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.config import DataConfig
-from tasks.data import read_frames, read_splits, read_table, split_frames, write_splits
-from tasks.errors import DataError
-from tasks.layout import RunLayout
+from tasks.core.config import DataConfig
+from tasks.core.errors import DataError
+from tasks.core.layout import RunLayout
+from tasks.data.reading import read_frames, read_table
+from tasks.data.splitting import read_splits, write_splits
+from tasks.task_types.classification.records import split_frames
 
 ROWS = [
     {"text": f"message number {i} about {lab}", "label": lab} for i in range(30) for lab in ("a", "b", "c")

@@ -15,17 +15,17 @@ from datasets import Dataset, DatasetDict
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tasks.config import EvaluateConfig, Params
-from tasks.errors import RefineryError
-from tasks.evaluation import (
+from tasks.core.config import EvaluateConfig, Params
+from tasks.core.errors import RefineryError
+from tasks.core.layout import RunLayout
+from tasks.metrics.loading import load_metric
+from tasks.steps.evaluation import run_step
+from tasks.task_types.classification.evaluation import (
     classification_metrics,
-    load_metric,
     per_class_metrics,
     plot_confusion_matrix,
     predict,
-    run_step,
 )
-from tasks.layout import RunLayout
 from tests.fixtures import build_tiny_classifier
 
 LABELS = ["card_arrival", "lost_or_stolen_card", "top_up_failed"]

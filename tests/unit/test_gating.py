@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.config import GateConfig
-from tasks.gating import GateDecision, decide
+from tasks.core.config import GateConfig
+from tasks.gating.decision import GateDecision, decide
 
 
 def test_all_thresholds_met_passes_with_reasons() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.config import Params, load_params
+from tasks.core.config import Params, load_params
 from tests.conftest import REPO_ROOT
 
 PARAMS_FILES = ["params.yaml", "params-sft.yaml"]

@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, TrainConfig
-from tasks.training import cpu_has_native_bf16, cuda_has_tf32, training_arguments, training_precision
+from tasks.core.config import ConfigError, TrainConfig
+from tasks.training.arguments import (
+    cpu_has_native_bf16,
+    cuda_has_tf32,
+    training_arguments,
+    training_precision,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks.promotion import AliasChange, VersionRow, short_hash, versions_table
+from tasks.registry.promotion import AliasChange, VersionRow, short_hash, versions_table
 
 
 def test_short_hash_keeps_the_kind_and_shortens_each_digest() -> None:

@@ -4,26 +4,27 @@ targets, the generation metrics, and the SFT validation suite on a tiny word-lev
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from scripts.make_tiny_causal_lm import build_tiny_causal_lm
-from tasks.config import ConfigError, DataConfig, LoraSettings, SftConfig, parse_params
-from tasks.errors import RefineryError
-from tasks.evaluation import load_metric
-from tasks.lora import quantization_config, target_modules
-from tasks.sft_data import canonical_frame, role_problem
-from tasks.sft_tokenization import (
+from tasks.core.config import ConfigError, DataConfig, LoraSettings, SftConfig, TrainConfig, parse_params
+from tasks.core.errors import RefineryError
+from tasks.metrics.loading import load_metric
+from tasks.models.lora import quantization_config, target_modules
+from tasks.task_types import task_type_for
+from tasks.task_types.causal_lm.records import canonical_frame, role_problem
+from tasks.task_types.causal_lm.templating import (
     DEFAULT_CHAT_TEMPLATE,
     IGNORE,
     Encoded,
     encode_example,
     load_chat_tokenizer,
-    pack,
 )
-from tasks.sft_training import collator
-from tasks.sft_validation import validate_sft
+from tasks.task_types.causal_lm.training import collator, sft_config
+from tasks.task_types.causal_lm.validation import validate_sft
 
 WORDS = ["when will my card arrive", "card_arrival", "what is the rate", "exchange_rate", "be brief"]
 CHAT = [
@@ -72,10 +73,64 @@ def test_collator_pads_ids_and_ignores_padding_in_the_loss(model_dir: Path) -> N
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
-def test_packing_keeps_examples_whole() -> None:
-    examples = [Encoded([1] * n, [2] * n, n) for n in (3, 4, 2, 6)]
-    packed = pack(examples, max_length=8)
-    assert [len(p.input_ids) for p in packed] == [7, 8]
+def _sft_trainer(model_dir: Path, tmp_path: Path, records: list[Encoded], pack_length: int | None) -> Any:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    cfg = TrainConfig(base_model=str(model_dir), early_stopping_patience=None, progress_bars=False)
+    data = Dataset.from_dict(
+        {"input_ids": [e.input_ids for e in records], "labels": [e.labels for e in records]}
+    )
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    args = sft_config(cfg, tmp_path / "out", pack_length)
+    tokenizer = load_chat_tokenizer(model_dir)
+    return SFTTrainer(
+        model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
+    )
+
+
+def test_trl_trains_on_exactly_our_masked_positions(model_dir: Path, tmp_path: Path) -> None:
+    tokenizer = load_chat_tokenizer(model_dir)
+    encoded = encode_example(tokenizer, CHAT, None)
+    trainer = _sft_trainer(model_dir, tmp_path, [encoded], pack_length=None)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    assert batch["input_ids"][0].tolist() == encoded.input_ids
+    assert batch["labels"][0].tolist() == [IGNORE] * 11 + encoded.input_ids[11:]  # the response only
+
+
+def test_trl_packing_keeps_examples_whole_and_apart(model_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    tokenizer = load_chat_tokenizer(model_dir)
+    questions, answers = ["when will my card arrive", "what is the rate"], ["card_arrival", "exchange_rate"]
+    chats = [
+        [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        for q in questions
+        for a in answers
+    ]
+    examples = [encode_example(tokenizer, chat, None) for chat in chats]
+    trainer = _sft_trainer(
+        model_dir, tmp_path, examples, pack_length=2 * max(len(e.input_ids) for e in examples)
+    )
+    packed = trainer.train_dataset
+    assert len(packed) < len(examples)
+    pieces = []
+    for row in packed:
+        start = 0
+        for length in row["seq_lengths"]:
+            pieces.append(row["input_ids"][start : start + length])
+            start += length
+    assert sorted(pieces) == sorted(e.input_ids for e in examples)  # whole examples, none cut
+    with torch.no_grad():
+        batch = trainer.data_collator([packed[i] for i in range(len(packed))])
+        loss = float(trainer.compute_loss(trainer.model, dict(batch)))
+        total, tokens = 0.0, 0
+        for e in examples:  # each example alone: what the model sees without packing
+            out = trainer.model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels]))
+            counted = sum(label != IGNORE for label in e.labels[1:])
+            total, tokens = total + float(out.loss) * counted, tokens + counted
+    assert loss == pytest.approx(total / tokens, abs=1e-5)  # no example attends to another
 
 
 def test_records_become_messages_with_roles_checked() -> None:
@@ -100,12 +155,16 @@ def test_records_become_messages_with_roles_checked() -> None:
     assert built["reference"][0] == "lost" and built["label"][0] == "lost"
 
 
-def test_lora_targets_per_architecture_and_qlora_needs_cuda() -> None:
-    assert target_modules("llama", LoraSettings()) == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert target_modules("gpt2", LoraSettings()) == ["c_attn", "c_proj"]
-    assert target_modules("bert", LoraSettings()) == ["query", "key", "value"]
+def test_lora_targets_default_to_peft_and_qlora_needs_cuda() -> None:
+    # PEFT's own defaults per architecture (no table of ours): the query and value projections
+    assert target_modules("llama", LoraSettings()) == ["q_proj", "v_proj"]
+    assert target_modules("gpt2", LoraSettings()) == ["c_attn"]
+    assert target_modules("bert", LoraSettings()) == ["query", "value"]
     assert target_modules("x", LoraSettings(target_modules=["fc"])) == ["fc"]
-    with pytest.raises(RefineryError, match="train.lora.target_modules: no default for model type 'x'"):
+    assert target_modules("x", LoraSettings(target_modules="all-linear")) == "all-linear"
+    with pytest.raises(
+        RefineryError, match="train.lora.target_modules: PEFT has no default for model type 'x'"
+    ):
         target_modules("x", LoraSettings())
     with pytest.raises(RefineryError, match="CUDA GPU and the bitsandbytes"):
         quantization_config(LoraSettings(enabled=True, quantize_4bit=True))
@@ -126,8 +185,9 @@ def test_causal_lm_params_select_on_loss() -> None:
     with pytest.raises(
         ConfigError, match="train.metric_for_best_model must be 'loss' when task is causal_lm"
     ):
-        parse_params({"task": "causal_lm"})
-    assert parse_params({"task": "causal_lm", "train": {"metric_for_best_model": "loss"}}).task == "causal_lm"
+        task_type_for(parse_params({"task": "causal_lm"}))
+    causal = parse_params({"task": "causal_lm", "train": {"metric_for_best_model": "loss"}})
+    assert task_type_for(causal).name == "causal_lm"
 
 
 def test_validation_reports_a_truncated_away_response_with_its_row(model_dir: Path) -> None:

@@ -9,16 +9,25 @@ import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from tasks.config import TokenizeConfig
-from tasks.data import Splits
-from tasks.tokenization import (
-    cache_key,
-    derive_max_length,
-    load_tokenizer,
-    publish_cached,
-    tokenize_cached,
-)
+from tasks.core.config import Params, TokenizeConfig
+from tasks.data.splitting import Splits
+from tasks.models.tokenizers import load_tokenizer
+from tasks.steps.tokenization import entry_key
+from tasks.steps.tokenization import tokenize_cached as tokenize_with
+from tasks.task_types import TASK_TYPES
+from tasks.task_types.classification.tokenization import derive_max_length
+from tasks.tokenization.cache import publish_cached
 from tests.fixtures import build_tiny_classifier
+
+CLASSIFIER = TASK_TYPES["sequence_classification"]
+
+
+def tokenize_cached(splits: Splits, model_dir: Path, cfg: TokenizeConfig) -> tuple[Path, dict[str, Any]]:
+    return tokenize_with(CLASSIFIER, splits, model_dir, Params(tokenize=cfg))
+
+
+def cache_key(splits: Splits, model_dir: Path, cfg: TokenizeConfig) -> str:
+    return entry_key(CLASSIFIER, splits, model_dir, Params(tokenize=cfg))
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.config import DataConfig, ValidateConfig
-from tasks.errors import DataValidationError
-from tasks.validation import ValidationResult, check, validate_frames, write_report
+from tasks.core.config import DataConfig, ValidateConfig
+from tasks.core.errors import DataValidationError
+from tasks.task_types.classification.validation import validate_frames
+from tasks.validation.report import ValidationResult, write_report
+from tasks.validation.suite import check
 from tests.conftest import REPO_ROOT
 
 DATA = DataConfig(text_column="text", label_column="label")

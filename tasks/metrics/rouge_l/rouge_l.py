@@ -1,9 +1,10 @@
-"""ROUGE-L as a local `evaluate` module: the F-measure of the longest common subsequence.
+"""ROUGE-L as a local `evaluate` module: `rouge-score`'s F-measure of the longest common subsequence.
 
-`evaluate.load("rouge")` fetches its script from the Hub and needs `rouge-score`; this file is
-standalone. Texts are lower-cased and split into alphanumeric tokens (as rouge-score does,
-without stemming); per pair, P = LCS / len(prediction), R = LCS / len(reference),
-F = 2PR / (P + R); the score is the mean F over pairs (two empty texts score 1).
+`evaluate.load("rouge")` fetches its script from the Hub; this file loads by path and scores with
+the `rouge-score` package. Its default tokenizer keeps only `[a-z0-9]`, so a Chinese or Cyrillic
+answer would have no tokens at all; texts are tokenized here instead into lower-cased Unicode
+word runs, with each CJK character (Han, kana, hangul) a token of its own, as they are written
+without spaces. The score is the mean F over pairs (two empty texts score 1).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import datasets
 import evaluate
+from rouge_score import rouge_scorer
 
 _DESCRIPTION = (
     "Mean ROUGE-L F-measure (longest common subsequence of tokens) over prediction/reference pairs."
@@ -25,33 +27,25 @@ Args:
 Returns:
     rouge_l (float): the mean F-measure, 0.0 to 1.0 (and rouge_l_per_example, a list).
 """
-_TOKEN = re.compile(r"[a-z0-9]+")
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 
 
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+class UnicodeTokenizer:
+    """Lower-cased word runs of any script; one token per CJK character."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return _TOKEN.findall(text.lower())
 
 
-def lcs_length(a: list[str], b: list[str]) -> int:
-    """Length of the longest common subsequence, in O(len(a) * len(b)) time and O(len(b)) memory."""
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
+_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=UnicodeTokenizer())
 
 
 def f_measure(prediction: str, reference: str) -> float:
-    p, r = tokens(prediction), tokens(reference)
-    if not p and not r:
+    tokenizer = UnicodeTokenizer()
+    if not tokenizer.tokenize(prediction) and not tokenizer.tokenize(reference):
         return 1.0
-    common = lcs_length(p, r)
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(p), common / len(r)
-    return 2 * precision * recall / (precision + recall)
+    return float(_SCORER.score(reference, prediction)["rougeL"].fmeasure)
 
 
 class RougeL(evaluate.Metric):

@@ -1,0 +1,117 @@
+"""The fine-tuning pipeline as a Prefect flow: the same step functions `dvc repro` runs.
+
+validate → tokenize → train → evaluate → compare (with the champion) → gate → register, one task
+per step; the flow body holds only the order of the steps and the gate's branch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import deployment, flow_run
+
+from tasks.cli.summary import run_summary_markdown
+from tasks.core.errors import RefineryError
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateDecision, GateFailed
+from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
+from tasks.task_types import load_task_params
+
+# A Prefect global concurrency limit (1 slot, created by flows/deployments.py) that keeps two
+# trainings from sharing the cores; where it does not exist (a local run) training just proceeds.
+TRAINING_LIMIT = "refinery-training"
+
+
+def _retry_unless_user_error(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry transient failures only: bad data, params or a refused gate never change on retry."""
+    try:
+        state.result()
+    except RefineryError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+validate_step = task(name="validate", cache_policy=NO_CACHE)(validation.run_step)
+# The tokenized splits are cached on disk under a key of their content (data, tokenizer files,
+# max_length rule, code version). That one cache serves Prefect and `dvc repro` alike; a second,
+# Prefect-side cache could disagree with it, so the task itself is not cached.
+tokenize_step = task(name="tokenize", cache_policy=NO_CACHE)(tokenization.run_step)
+# A retry resumes from the last checkpoint of the interrupted attempt.
+train_step = task(
+    name="train",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_condition_fn=_retry_unless_user_error,
+)(training.run_step)
+evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(evaluation.run_step)
+# Scores the registry's `champion` on this run's test split: never cached (the champion moves).
+compare_step = task(name="compare", cache_policy=NO_CACHE)(comparison.run_step)
+gate_step = task(name="gate", cache_policy=NO_CACHE)(gating.run_step)
+register_step = task(
+    name="register",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_unless_user_error,
+)(registration.register_step)
+
+
+def publish_generations(layout: RunLayout, rows: int) -> None:
+    """causal_lm: example generations (prompt, reference, output) as a Prefect table artifact."""
+    if not layout.generations_csv.is_file() or rows == 0:
+        return
+    table = pd.read_csv(layout.generations_csv, keep_default_na=False).head(rows)
+    create_table_artifact(
+        table[["prompt", "reference", "output"]].to_dict("records"),
+        key="finetune-generations",
+        description="Greedy generations on held-out examples",
+    )
+
+
+def publish_gate_report(layout: RunLayout) -> None:
+    """The gate report (decision, champion comparison, lineage, promotion) as a Prefect artifact."""
+    if layout.gate_report_md.is_file():
+        report = layout.gate_report_md.read_text(encoding="utf-8")
+        create_markdown_artifact(report, key="finetune-gate-report", description="Refinery gate report")
+
+
+# log_prints stays off: it re-routes print(), which breaks dill's stdout capture (used by `datasets`
+# fingerprinting) and floods the log with bytecode listings.
+@flow(name="finetune", log_prints=False)
+def finetune(
+    params_path: str = "params.yaml", overrides: dict[str, Any] | None = None, workdir: str | None = None
+) -> dict[str, Any]:
+    """Fine-tune, evaluate, gate and register a model as configured by `params_path` + `overrides`.
+
+    `overrides` maps dotted keys to values, e.g. {"train.max_steps": 20}.
+    """
+    params = load_task_params(params_path, overrides)
+    layout = RunLayout(Path(workdir or Path("runs") / str(flow_run.get_name() or "local")))
+    validate_step(params, layout)
+    tokenize_step(params, layout)
+    with concurrency(TRAINING_LIMIT, occupy=1, strict=False):
+        train_step(params, layout)
+    metrics = evaluate_step(params, layout)
+    publish_generations(layout, params.evaluate.examples_shown)
+    compare_step(params, layout)
+    decision: GateDecision = gate_step(params, layout)
+    registration = register_step(params, layout, flow_run.get_id(), deployment.get_name())
+    publish_gate_report(layout)
+    summary = run_summary_markdown(params, metrics, decision, registration)
+    create_markdown_artifact(summary, key="finetune-summary", description="Refinery run summary")
+    if not decision.passed and params.gate.on_fail == "fail":
+        raise GateFailed("gate failed: " + "; ".join(decision.reasons))
+    return {
+        "workdir": str(layout.root),
+        "metrics": metrics,
+        "gate": {"passed": decision.passed, "reasons": decision.reasons},
+        "registration": registration.to_dict(),
+    }

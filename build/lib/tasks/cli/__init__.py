@@ -1,0 +1,1 @@
+"""The `refinery` command line: run, promote, rollback, models, predict, explain, reproduce."""

@@ -1,0 +1,61 @@
+"""The end-of-run summary a person reads: metrics, gate decision and reasons, model URI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.core.config import Params
+from tasks.gating.decision import GateDecision
+from tasks.registry.tracking import effective_tracking_uri
+from tasks.task_types import task_type_for
+
+
+def mlflow_ui_command(tracking_uri: str) -> str:
+    """The command that opens the MLflow UI on this run's store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+
+
+def _registration_line(registration: Any) -> str:
+    if registration.registered:
+        return f"{registration.model_uri} (alias: {registration.alias_uri})"
+    return "nothing registered"
+
+
+def run_summary_markdown(
+    params: Params, metrics: dict[str, float], decision: GateDecision, registration: Any
+) -> str:
+    """Markdown for the Prefect artifact: metrics table, gate decision, model URI."""
+    shown = task_type_for(params).metrics
+    rows = "\n".join(f"| {name} | {metrics[name]:.4f} |" for name in shown if name in metrics)
+    reasons = "\n".join(f"- {reason}" for reason in decision.reasons)
+    return (
+        f"# Refinery run: {params.register_.model_name}\n\n"
+        f"## Test metrics ({int(metrics.get('n_test', 0))} examples)\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n"
+        f"## Gate: **{decision.label}**\n\n{reasons}\n\n"
+        f"## Registration\n\n- model: {_registration_line(registration)}\n"
+        f"- MLflow run: `{registration.run_id}`\n"
+        f"- UI: `{mlflow_ui_command(effective_tracking_uri(params.register_))}`\n"
+    )
+
+
+def run_summary_text(
+    params: Params, metrics: dict[str, float], decision: GateDecision, registration: Any, tracking_uri: str
+) -> str:
+    """Plain text for the terminal at the end of `refinery run` / `make run`."""
+    lines = ["", "=" * 72, f"Refinery run summary: {params.register_.model_name}", "=" * 72]
+    lines.append(f"Test metrics ({int(metrics.get('n_test', 0))} examples):")
+    shown = task_type_for(params).metrics
+    lines += [f"  {name:<16} {metrics[name]:.4f}" for name in shown if name in metrics]
+    lines.append(f"Gate: {decision.label.upper()}")
+    lines += [f"  - {reason}" for reason in decision.reasons]
+    lines.append(f"Registered model: {_registration_line(registration)}")
+    lines.append(f"MLflow run: {registration.run_id}")
+    lines.append(f"Open the MLflow UI: {mlflow_ui_command(tracking_uri)}")
+    if registration.registered and not tracking_uri.startswith("http"):
+        lines.append(
+            f"  then browse http://127.0.0.1:5000/#/models/{registration.model_name}/versions/{registration.version}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""The champion comparison record the gate reads, and the judgement on it.
+
+The compare step fills a `ChampionComparison` from a task type's paired statistics and the
+champion's lineage; `judge` turns it into the gate's reasons and checks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.comparison.statistics import BootstrapResult, ClassDelta, McNemarResult
+
+
+@dataclass(frozen=True)
+class ComparisonStats:
+    """What a task type measures on the paired predictions of champion and challenger."""
+
+    bootstrap: BootstrapResult
+    mcnemar: McNemarResult | None  # on right/wrong pairs: classification, or a causal LM's exact match
+    groups: list[ClassDelta]  # per class, or per slice when a slice column is set
+    group_by: str  # "class" or the slice column's name
+    group_metric: str  # what the guard rails compare per group: "recall", or the gated metric
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """Everything the gate needs to judge a challenger against the registered champion."""
+
+    champion_version: str
+    champion_tags: dict[str, str]  # the champion version's lineage tags (git_commit, data_hash, ...)
+    bootstrap: BootstrapResult
+    mcnemar: McNemarResult | None  # on right/wrong pairs: classification, or a causal LM's exact match
+    groups: list[ClassDelta]  # per class, or per slice when a slice column is set
+    group_by: str  # "class" or the slice column's name
+    min_delta: float
+    max_class_drop: float
+    group_metric: str = "recall"  # what the guard rails compare per group
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ChampionComparison:
+        mcnemar_raw = raw.get("mcnemar")
+        return cls(
+            champion_version=str(raw["champion_version"]),
+            champion_tags=dict(raw["champion_tags"]),
+            bootstrap=BootstrapResult(**raw["bootstrap"]),
+            mcnemar=McNemarResult(**mcnemar_raw) if mcnemar_raw else None,
+            groups=[ClassDelta(**group) for group in raw["groups"]],
+            group_by=str(raw["group_by"]),
+            min_delta=float(raw["min_delta"]),
+            max_class_drop=float(raw["max_class_drop"]),
+            group_metric=str(raw.get("group_metric", "recall")),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        version: str,
+        tags: dict[str, str],
+        stats: ComparisonStats,
+        min_delta: float,
+        max_class_drop: float,
+    ) -> ChampionComparison:
+        """The record of a comparison with champion `version` (its lineage `tags`) and the limits applied."""
+        return cls(
+            champion_version=version,
+            champion_tags=tags,
+            bootstrap=stats.bootstrap,
+            mcnemar=stats.mcnemar,
+            groups=stats.groups,
+            group_by=stats.group_by,
+            min_delta=min_delta,
+            max_class_drop=max_class_drop,
+            group_metric=stats.group_metric,
+        )
+
+    @property
+    def better(self) -> bool:
+        """The interval's lower bound clears `min_delta`: the challenger is shown to be better."""
+        return self.bootstrap.low > self.min_delta
+
+    @property
+    def tripped(self) -> list[ClassDelta]:
+        return [group for group in self.groups if group.tripped]
+
+
+def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, dict[str, float | bool]]]:
+    """Whether the challenger is shown better than the champion, the reasons, and the gate checks.
+
+    Better means: the bootstrap interval's lower bound exceeds `min_delta`, and no class (or
+    slice) loses more recall than `max_class_drop`. McNemar's p-value is reported, not gated.
+    """
+    boot, version = comparison.bootstrap, comparison.champion_version
+    level = f"{boot.confidence:.0%} CI"
+    interval = f"[{boot.low:+.4f}, {boot.high:+.4f}]"
+    relation = ">" if comparison.better else "<="
+    reasons = [
+        f"vs champion v{version}: {boot.metric} {boot.challenger:.4f} vs {boot.champion:.4f}, "
+        f"delta {boot.delta:+.4f}, {level} {interval}: lower bound {boot.low:+.4f} {relation} "
+        f"min_delta {comparison.min_delta:+.4f}"
+    ]
+    if comparison.mcnemar is not None:
+        test = comparison.mcnemar
+        reasons.append(
+            f"McNemar: {test.challenger_only} examples only the challenger gets right, "
+            f"{test.champion_only} only the champion; p = {test.p_exact:.4g} (mid-p {test.p_mid:.4g})"
+        )
+    tripped, scored = comparison.tripped, comparison.group_metric
+    for group in tripped:
+        reasons.append(
+            f"guard rail: {comparison.group_by} '{group.name}' {scored} {group.challenger_recall:.4f} vs "
+            f"{group.champion_recall:.4f} (drop {group.drop:.4f} > {comparison.max_class_drop:.4f}, "
+            f"{group.support} examples)"
+        )
+    if not comparison.groups:
+        reasons.append("guard rails: none (set gate.champion.slice_column to check each slice)")
+    elif not tripped:
+        reasons.append(
+            f"guard rails: no {comparison.group_by} loses more than {comparison.max_class_drop:.4f} "
+            f"{scored} ({len(comparison.groups)} checked)"
+        )
+    passed = comparison.better and not tripped
+    checks: dict[str, dict[str, float | bool]] = {
+        f"champion.{boot.metric}_delta": {
+            "value": boot.delta,
+            "low": boot.low,
+            "high": boot.high,
+            "threshold": comparison.min_delta,
+            "passed": comparison.better,
+        },
+        "champion.guard_rails": {"tripped": float(len(tripped)), "passed": not tripped},
+    }
+    return passed, reasons, checks
+
+
+def read_comparison(path: Path) -> ChampionComparison | None:
+    """The comparison the compare step wrote; None when there was no champion (or no file)."""
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return ChampionComparison.from_dict(raw) if raw.get("champion_version") else None

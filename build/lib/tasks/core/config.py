@@ -1,0 +1,255 @@
+"""One configuration: `params.yaml` parsed once into typed, validated models.
+
+Every step receives its own typed section; nothing below this module reads YAML.
+Errors name the key path and what was expected, in one line. Which `task:` values exist, and the
+rules a task type adds (e.g. a causal LM selects checkpoints on loss), live with the task types
+(`tasks.task_types`), which check the parsed params before any step runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tasks.core.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the examples come from and how they are split."""
+
+    name: str = "banking77"
+    train_path: str = "data/banking77/train.csv"
+    test_path: str | None = "data/banking77/test.csv"
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    csv_delimiter: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    labels_path: str | None = None
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 42
+    max_train_samples: int | None = Field(None, gt=0)
+    max_test_samples: int | None = Field(None, gt=0)
+
+
+class ValidateConfig(_Section):
+    """Thresholds of the Great Expectations suite."""
+
+    min_text_length: int = Field(1, ge=1)
+    max_text_length: int = Field(2000, ge=1)
+    min_examples_per_class: int = Field(2, ge=1)
+    max_duplicate_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    allow_leakage: bool = False
+    max_failed_rows_shown: int = Field(10, ge=1)
+    max_truncated_fraction: float = Field(0.05, ge=0.0, le=1.0)  # causal_lm: examples cut at max_length
+
+
+class TokenizeConfig(_Section):
+    """How texts become token ids."""
+
+    max_length: int | None = Field(None, gt=0)
+    length_percentile: float = Field(99.0, gt=0.0, le=100.0)
+    batch_size: int = Field(1000, gt=0)
+    num_proc: int | None = Field(None, gt=0)
+    cache_dir: str = ".cache/refinery/tokenized"
+
+
+class SftConfig(_Section):
+    """Instruction / chat examples for `task: causal_lm`: record shape and field mapping."""
+
+    format: Literal["auto", "instruction", "chat"] = "auto"  # auto: chat when the messages field exists
+    instruction_field: str = "instruction"
+    input_field: str = "input"  # optional: appended to the instruction when present and non-empty
+    output_field: str = "output"
+    messages_field: str = "messages"  # a list of {role, content}: system?, then user/assistant turns
+    system_prompt: str | None = None  # prepended as a system message to instruction records
+    from_classification: bool = False  # build instruction records from data.text_column/label_column
+    instruction_template: str = "Classify this customer message into a banking intent: {text}"
+    packing: bool = False  # concatenate short train examples up to max_length
+
+    @model_validator(mode="after")
+    def _template_has_text(self) -> SftConfig:
+        if self.from_classification and "{text}" not in self.instruction_template:
+            raise ValueError("sft.instruction_template must contain '{text}'")
+        return self
+
+
+class LoraSettings(_Section):
+    """Low-rank adapters (PEFT); target modules default to PEFT's own choice per architecture."""
+
+    enabled: bool = False
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # null: PEFT's default for the architecture; "all-linear": every linear layer but the output head
+    target_modules: list[str] | Literal["all-linear"] | None = None
+    quantize_4bit: bool = False  # QLoRA: needs CUDA and bitsandbytes
+
+
+class TrainConfig(_Section):
+    """Fine-tuning hyper-parameters, passed to the HF Trainer."""
+
+    base_model: str = "minilm"
+    learning_rate: float = Field(3e-4, gt=0.0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    epochs: float = Field(3.0, gt=0.0)
+    max_steps: int = -1
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
+    seed: int = 42
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    group_by_length: bool = True
+    # auto: bf16 autocast on CUDA (fp16 on GPUs without bf16), fp32 on a CPU, where bf16 autocast
+    # cost accuracy (README, Benchmarks); `bf16` asks for it anyway. Weights stay fp32 either way.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    torch_compile: bool = False  # torch.compile the model: pays off on CUDA for long runs
+    early_stopping_patience: int | None = Field(2, ge=1)
+    metric_for_best_model: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = "accuracy"
+    eval_strategy: Literal["epoch", "steps"] = "epoch"
+    eval_steps: int | None = Field(None, gt=0)
+    logging_steps: int = Field(50, gt=0)
+    save_total_limit: int = Field(2, ge=1)
+    checkpoint_dir: str = ".cache/refinery/checkpoints"
+    resume: bool = True
+    reuse_trained: bool = True
+    progress_bars: bool = True
+    lora: LoraSettings = LoraSettings()
+
+    @model_validator(mode="after")
+    def _steps_need_eval_steps(self) -> TrainConfig:
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("train.eval_steps is required when train.eval_strategy is 'steps'")
+        return self
+
+
+class EvaluateConfig(_Section):
+    """Scoring of the test split."""
+
+    batch_size: int = Field(128, gt=0)
+    max_new_tokens: int = Field(32, gt=0)  # causal_lm: greedy generation length
+    max_generation_examples: int | None = Field(None, gt=0)  # causal_lm: cap on generated test rows
+    examples_shown: int = Field(20, ge=0)  # causal_lm: rows of the generations table in the artifact
+
+
+class ChampionGateConfig(_Section):
+    """Champion–challenger comparison: when a `champion` exists, the challenger must beat it."""
+
+    # the difference that is bootstrapped; auto: the task type's first (accuracy for a classifier,
+    # exact_match for a causal LM); the task type checks that it scores this metric
+    metric: str = "auto"
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # level of the bootstrap interval
+    resamples: int = Field(1000, ge=100)
+    seed: int = 0
+    min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # the interval's lower bound must exceed this
+    max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # recall may fall at most this much per group
+    slice_column: str | None = None  # a column of the test data: guard rails per slice, not per class
+
+
+class GateConfig(_Section):
+    """Minimum metrics a model must reach to be registered."""
+
+    champion: ChampionGateConfig = ChampionGateConfig()
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.85, "f1_macro": 0.80})
+    maximums: dict[str, float] = Field(default_factory=dict)  # lower-is-better metrics, e.g. perplexity
+    on_fail: Literal["fail", "complete"] = "fail"
+
+
+class RegisterConfig(_Section):
+    """Where and under which name the model is tracked and registered."""
+
+    model_name: str = "banking77-intent"
+    experiment: str = "refinery"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    alias: str = "challenger"
+    promotion: Literal["manual", "auto"] = "manual"  # auto: a passing challenger becomes `champion`
+    causal_lm_format: Literal["merged", "adapter"] = "merged"  # adapter: LoRA weights + base reference
+
+
+class Params(_Section):
+    """The whole pipeline's configuration, one section per step."""
+
+    task: str = "sequence_classification"  # a name in tasks.task_types.TASK_TYPES
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    sft: SftConfig = SftConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig = GateConfig()
+    register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The effective configuration, with the same keys as params.yaml."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    path = (
+        ".".join(str(p) for p in first["loc"])
+        .replace("validate_", "validate")
+        .replace("register_", "register")
+    )
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{path}'"
+    if kind == "value_error":  # a cross-field rule: its message names the keys
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
+    got = first.get("input")
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: '{path}' {first['msg'].lower()}, got {got!r}{more}"
+
+
+def parse_value(text: str) -> Any:
+    """Parse one `--set` value the way YAML would (numbers, booleans, null, lists)."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `raw` with dotted keys (`train.learning_rate`) replaced."""
+    merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for dotted, value in overrides.items():
+        node = merged
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a raw mapping into `Params`, raising `ConfigError` with the key path."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read `path`, apply dotted overrides, and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return parse_params(apply_overrides(raw, overrides or {}), str(path))

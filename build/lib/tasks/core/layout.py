@@ -1,0 +1,111 @@
+"""Where each step reads and writes inside a run directory.
+
+`dvc repro` uses `artifacts/`; a Prefect flow run uses `runs/<flow-run-name>/`.
+Both go through the same step functions, so the file names live here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The files of one pipeline run, relative to `root`."""
+
+    root: Path
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.root / "splits"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def validation_json(self) -> Path:
+        return self.validation_dir / "result.json"
+
+    @property
+    def validation_md(self) -> Path:
+        return self.validation_dir / "report.md"
+
+    @property
+    def tokenized_dir(self) -> Path:
+        return self.root / "tokenized"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.train_dir / "metrics.json"
+
+    @property
+    def train_history(self) -> Path:
+        return self.train_dir / "history.csv"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return self.eval_dir / "metrics.json"
+
+    @property
+    def per_class_csv(self) -> Path:
+        return self.eval_dir / "per_class.csv"
+
+    @property
+    def confusion_png(self) -> Path:
+        return self.eval_dir / "confusion_matrix.png"
+
+    @property
+    def predictions_csv(self) -> Path:
+        return self.eval_dir / "predictions.csv"
+
+    @property
+    def generations_csv(self) -> Path:
+        """causal_lm: prompt, reference and generated output of each held-out example."""
+        return self.eval_dir / "generations.csv"
+
+    @property
+    def comparison_dir(self) -> Path:
+        """The champion's predictions on this run's test split and the paired comparison."""
+        return self.root / "comparison"
+
+    @property
+    def champion_predictions_csv(self) -> Path:
+        return self.comparison_dir / "champion_predictions.csv"
+
+    @property
+    def comparison_json(self) -> Path:
+        return self.comparison_dir / "comparison.json"
+
+    @property
+    def gate_json(self) -> Path:
+        return self.root / "gate.json"
+
+    @property
+    def gate_report_json(self) -> Path:
+        return self.root / "gate_report.json"
+
+    @property
+    def gate_report_md(self) -> Path:
+        return self.root / "gate_report.md"
+
+    @property
+    def registration_json(self) -> Path:
+        return self.root / "registration.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.root / "model_card.md"

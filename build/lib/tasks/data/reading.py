@@ -1,0 +1,107 @@
+"""Reading the user's data files into data frames, whatever the task type.
+
+Reading keeps every column as written plus `source_file` and `source_row` (1-based data row,
+header excluded) so that validation can point at the exact row of a bad value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.core.config import DataConfig
+from tasks.core.errors import DataError
+
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+_PANDAS_BAD_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def detect_format(path: Path, declared: str) -> str:
+    """The file format: as declared in params, else from the extension."""
+    if declared != "auto":
+        return declared
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: cannot tell the format from '{path.suffix}'; set data.format")
+    return fmt
+
+
+def _decode_utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line}: byte 0x{raw[err.start]:02x} at offset {err.start} is not valid UTF-8"
+        ) from None
+
+
+def _read_delimited(path: Path, text: str, sep: str) -> pd.DataFrame:
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""], quoting=quoting
+        )
+    except pd.errors.ParserError as err:
+        found = _PANDAS_BAD_LINE.search(str(err))
+        if found:
+            expected, line, saw = found.groups()
+            raise DataError(
+                f"{path}: line {line} (row {int(line) - 1}): expected {expected} fields, saw {saw}"
+            ) from None
+        raise DataError(f"{path}: malformed {sep!r}-separated file: {str(err).strip()}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+
+
+def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {number}: invalid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: file is empty")
+    return pd.DataFrame.from_records(records)
+
+
+def read_table(path: Path, fmt: str = "auto", delimiter: str | None = None) -> pd.DataFrame:
+    """Read one data file; adds `source_file` and `source_row`. Errors name the file and line."""
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    fmt = detect_format(path, fmt)
+    if fmt == "parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises many types for a broken file
+            raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__})") from None
+    else:
+        text = _decode_utf8(path)
+        if fmt == "jsonl":
+            frame = _read_jsonl(path, text)
+        else:
+            frame = _read_delimited(path, text, delimiter or ("\t" if fmt == "tsv" else ","))
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame["source_file"] = str(path)
+    frame["source_row"] = range(1, len(frame) + 1)
+    return frame
+
+
+def read_frames(cfg: DataConfig, root: Path = Path()) -> dict[str, pd.DataFrame]:
+    """The raw frames: "train", and "test" when the params name a separate test file."""
+    files = {"train": cfg.train_path, "test": cfg.test_path}
+    return {
+        role: read_table(root / path, cfg.format, cfg.csv_delimiter) for role, path in files.items() if path
+    }

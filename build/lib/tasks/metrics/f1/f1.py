@@ -1,0 +1,70 @@
+"""F1 as a local `evaluate` module: scikit-learn's `f1_score`, no Hub download.
+
+`evaluate.load("f1")` fetches its script from the Hub, which fails offline; Refinery loads
+this file by path instead. Each metric module is a standalone script because `evaluate` copies
+only the script itself into its module cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+import evaluate
+import numpy as np
+from sklearn.metrics import f1_score
+
+_DESCRIPTION = "F1, the harmonic mean of precision and recall: 2 * P * R / (P + R)."
+_INPUTS = """
+Args:
+    predictions (list of int): predicted class ids.
+    references (list of int): true class ids.
+    labels (list of int): the classes to score, and their order when `average=None`; include
+        classes absent from the data to count them (as 0) in a macro average.
+    pos_label (int): the positive class when `average="binary"`.
+    average (str or None): "binary" (default), "micro", "macro", "weighted", "samples", or None
+        for one score per class.
+    sample_weight (list of float): per-example weights; default equal weights.
+    zero_division (0, 1, "warn" or nan): the score of a class whose denominator is 0.
+Returns:
+    f1 (float, or list of float when `average=None`).
+"""
+
+
+class F1(evaluate.Metric):
+    """F1 of single-label classification, per class or averaged."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_INPUTS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
+            ),
+            reference_urls=[
+                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"
+            ],
+        )
+
+    def _compute(
+        self,
+        predictions: list[int],
+        references: list[int],
+        labels: list[int] | None = None,
+        pos_label: int = 1,
+        average: str | None = "binary",
+        sample_weight: list[float] | None = None,
+        zero_division: float | str = "warn",
+    ) -> dict[str, Any]:
+        score = f1_score(
+            references,
+            predictions,
+            labels=labels,
+            pos_label=pos_label,
+            average=average,
+            sample_weight=sample_weight,
+            zero_division=zero_division,
+        )
+        values = np.asarray(score, dtype=float)
+        return {"f1": values.tolist() if values.ndim else float(values)}

@@ -1,0 +1,1 @@
+"""Base models: resolving `train.base_model` offline, tokenizers, weight fingerprints and LoRA."""

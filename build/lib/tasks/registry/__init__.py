@@ -1,0 +1,1 @@
+"""MLflow: the tracking store, the run record, registered versions, aliases and promotion."""

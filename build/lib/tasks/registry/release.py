@@ -1,0 +1,97 @@
+"""After registration: params and gate report on the run and version; the promotion policy.
+
+`register.promotion: manual` leaves the new version at its alias (`challenger`); `auto` makes a
+version that passed the gate `champion` through `tasks.registry.promotion.promote` (the old champion
+becomes `previous-champion`). The gate report is logged to the MLflow run, pointed at by the
+version's `gate.report` tag and used as the version's description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from mlflow import MlflowClient
+
+from tasks.comparison.champion import ChampionComparison, read_comparison
+from tasks.core.config import Params
+from tasks.core.files import read_json
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateDecision
+from tasks.gating.report import build_report, report_json, report_markdown, version_description
+from tasks.lineage.record import Lineage
+from tasks.registry.promotion import promote
+from tasks.registry.registration import RegistrationResult
+from tasks.registry.tracking import effective_tracking_uri, tracking_to
+
+PARAMS_ARTIFACT = "params.yaml"
+REPORT_TAG = "gate.report"
+AUTO_USER = "refinery (register.promotion: auto)"
+
+
+def promotion_reason(comparison: ChampionComparison | None) -> str:
+    """Why an automatic promotion happened, in one line."""
+    if comparison is None:
+        return "auto: gate passed, no champion to compare with"
+    boot = comparison.bootstrap
+    return (
+        f"auto: beats v{comparison.champion_version} on {boot.metric} by {boot.delta:+.4f} "
+        f"({boot.confidence:.0%} CI [{boot.low:+.4f}, {boot.high:+.4f}]), no guard rail tripped"
+    )
+
+
+def apply_policy(
+    client: MlflowClient,
+    params: Params,
+    decision: GateDecision,
+    comparison: ChampionComparison | None,
+    result: RegistrationResult,
+) -> dict[str, str]:
+    """Promote under `auto`, never under `manual`; return the policy and what happened."""
+    cfg = params.register_
+    policy = {"policy": cfg.promotion}
+    if not result.registered or result.version is None or not decision.passed:
+        return {**policy, "outcome": "not registered: nothing to promote"}
+    if cfg.promotion == "manual":
+        return {
+            **policy,
+            "outcome": f"alias '{cfg.alias}' set; promote with "
+            f"`refinery promote {cfg.model_name} --version {result.version}`",
+        }
+    change = promote(client, cfg.model_name, result.version, promotion_reason(comparison), AUTO_USER)
+    return {**policy, "outcome": change.message()}
+
+
+def release(
+    params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage, result: RegistrationResult
+) -> dict[str, Any]:
+    """Log `params.yaml`, apply the promotion policy, write and attach the gate report; return it."""
+    cfg = params.register_
+    comparison = read_comparison(layout.comparison_json)
+    run_id = result.run_id
+    with tracking_to(effective_tracking_uri(cfg)) as client:
+        client.log_text(run_id, yaml.safe_dump(params.as_dict(), sort_keys=False), PARAMS_ARTIFACT)
+        promotion = apply_policy(client, params, decision, comparison, result)
+        challenger = {
+            "version": result.version,
+            "mlflow_run_id": run_id,
+            "lineage": {**lineage.tags(), "mlflow_run_id": run_id},
+        }
+        report = build_report(
+            cfg.model_name, read_json(layout.eval_metrics), decision, comparison, challenger, promotion
+        )
+        markdown = report_markdown(report)
+        layout.gate_report_json.write_text(report_json(report), encoding="utf-8")
+        layout.gate_report_md.write_text(markdown, encoding="utf-8")
+        for path in (layout.gate_report_json, layout.gate_report_md):
+            client.log_artifact(run_id, str(path))
+        for path in (layout.comparison_json, layout.champion_predictions_csv):
+            if path.is_file():  # the champion's predictions next to the challenger's eval/
+                client.log_artifact(run_id, str(path), artifact_path=layout.comparison_dir.name)
+        if result.registered and result.version is not None:
+            report_uri = f"runs:/{run_id}/{layout.gate_report_md.name}"
+            for key, value in {"mlflow_run_id": run_id, REPORT_TAG: report_uri}.items():
+                client.set_model_version_tag(cfg.model_name, result.version, key, value)
+            description = version_description(report, report_uri)
+            client.update_model_version(cfg.model_name, result.version, description=description)
+    return report

@@ -1,0 +1,139 @@
+"""The Great Expectations suite for instruction / chat data (`task: causal_lm`).
+
+The shared machinery (tasks/validation/suite.py) on the canonical messages:
+required fields, complete records in role order, empty outputs, duplicate examples, and across
+files the train/test leakage of prompts. Then token-level checks after templating: the share of
+examples cut at max_length, and that every example keeps at least one response token to learn
+from (a response truncated away entirely is reported with its file and row).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import great_expectations.expectations as gxe
+import pandas as pd
+from transformers import PreTrainedTokenizerBase
+
+from tasks.core.config import Params
+from tasks.models.base_models import resolve_base_model
+from tasks.task_types.causal_lm.records import canonical_frame, messages_of, split_sft
+from tasks.task_types.causal_lm.templating import encode_example, load_chat_tokenizer, max_length_for
+from tasks.validation.report import ValidationResult
+from tasks.validation.suite import Batch, Check, cross_checks, file_batch, run_suite
+
+_SHOWN = ["role_order", "reference", "example", "total_tokens", "response_tokens"]
+
+
+def required_fields(params: Params, frame: pd.DataFrame) -> dict[str, str]:
+    """The fields a record needs, by the params key that names them."""
+    sft, data = params.sft, params.data
+    if sft.from_classification:
+        return {"data.text_column": data.text_column, "data.label_column": data.label_column}
+    if sft.format == "chat" or (sft.format == "auto" and sft.messages_field in frame.columns):
+        return {"sft.messages_field": sft.messages_field}
+    return {"sft.instruction_field": sft.instruction_field, "sft.output_field": sft.output_field}
+
+
+def token_columns(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> pd.DataFrame:
+    """Templated length before the cut and response tokens kept after it, per well-formed row."""
+    total: list[Any] = []
+    kept: list[Any] = []
+    for text in frame["messages"]:
+        if text is None:
+            total.append(None)
+            kept.append(None)
+            continue
+        encoded = encode_example(tokenizer, json.loads(text), max_length)
+        total.append(encoded.total_tokens)
+        kept.append(encoded.response_tokens)
+    return frame.assign(
+        total_tokens=pd.array(total, dtype="Int64"), response_tokens=pd.array(kept, dtype="Int64")
+    )
+
+
+def sft_batch(key: str, raw: pd.DataFrame, params: Params, tokenizer: Any, max_length: int) -> Batch:
+    """The canonical frame of one file with the raw required fields, example keys and token counts."""
+    canonical = canonical_frame(raw, params.data, params.sft)
+    for column in required_fields(params, raw).values():
+        if column in raw.columns:
+            canonical[column] = raw[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    stripped = canonical["messages"].map(
+        lambda t: (
+            None if t is None else json.dumps([{**m, "content": m["content"].strip()} for m in json.loads(t)])
+        )
+    )
+    canonical = token_columns(canonical.assign(example=stripped), tokenizer, max_length)
+    batch = file_batch(key, canonical, "prompt", "label")
+    return replace(batch, index_columns=batch.index_columns + _SHOWN)
+
+
+def sft_checks(key: str, batch: Batch, params: Params, max_length: int) -> list[Check]:
+    """Expectations on one file; those on records only when the required fields exist."""
+    cfg, fields = params.validate_, required_fields(params, batch.frame)
+
+    def on(name: str, column: str, expectation: gxe.Expectation, why: str) -> Check:
+        return Check(name, expectation, key, batch.file, column, why)
+
+    # nothing can be templated or trained without these fields
+    checks = [on(f"{column}_present", column, gxe.ExpectColumnToExist(column=column),
+                 f"the field '{column}' ({param}) must exist")
+              for param, column in fields.items()]  # fmt: skip
+    if not all(column in batch.frame.columns for column in fields.values()):
+        return checks
+    chat = "sft.messages_field" in fields
+    checks += [
+        # a record without its fields, or with turns out of order, cannot be templated
+        on("chat_roles_in_order" if chat else "fields_not_null", "role_order",
+           gxe.ExpectColumnValuesToBeInSet(column="role_order", value_set=["ok"]),
+           "messages must be system?, then user/assistant turns ending on assistant" if chat
+           else "every record needs an instruction and an output"),
+        # empty outputs teach the model to say nothing
+        on("output_not_empty", "reference",
+           gxe.ExpectColumnValueLengthsToBeBetween(column="reference", min_value=1),
+           "the (last) assistant response must not be blank"),
+        # duplicates overweight some examples
+        on("no_duplicate_examples", "example",
+           gxe.ExpectColumnValuesToBeUnique(column="example", mostly=1.0 - cfg.max_duplicate_fraction),
+           f"at most {cfg.max_duplicate_fraction:g} of examples may repeat "
+           "(validate.max_duplicate_fraction)"),
+        # an example cut at max_length loses its end: usually the response
+        on("few_examples_truncated", "total_tokens",
+           gxe.ExpectColumnValuesToBeBetween(column="total_tokens", max_value=max_length,
+                                             mostly=1.0 - cfg.max_truncated_fraction),
+           f"at most {cfg.max_truncated_fraction:g} of examples may exceed {max_length} tokens after "
+           "templating (validate.max_truncated_fraction, tokenize.max_length)"),
+        # no response token left: the example adds nothing but prompt to the loss-free positions
+        on("responses_survive_truncation", "response_tokens",
+           gxe.ExpectColumnValuesToBeBetween(column="response_tokens", min_value=1),
+           f"every example must keep at least one response token within {max_length} tokens"),
+    ]  # fmt: skip
+    return checks
+
+
+def validate_sft(
+    frames: dict[str, pd.DataFrame], params: Params, tokenizer: Any, max_length: int
+) -> ValidationResult:
+    """Run the SFT suite on the raw frames ("train", optional "test"); never raises for bad data."""
+    batches = {key: sft_batch(key, frame, params, tokenizer, max_length) for key, frame in frames.items()}
+    checks = [c for key, batch in batches.items() for c in sft_checks(key, batch, params, max_length)]
+    more, derived = cross_checks(batches, "prompt", "label", params.validate_)
+    outcomes = run_suite({**batches, **derived}, checks + more)
+    statistics: dict[str, int | float] = {"max_length": max_length}
+    for key, batch in batches.items():
+        statistics[f"rows_{key}"] = len(batch.frame)
+        statistics[f"truncated_{key}"] = int((batch.frame["total_tokens"] > max_length).sum())
+    statistics["expectations_evaluated"] = len(outcomes)
+    statistics["expectations_failed"] = sum(not o.success for o in outcomes)
+    return ValidationResult(all(o.success for o in outcomes), outcomes, statistics)
+
+
+def validate_records(frames: dict[str, pd.DataFrame], params: Params) -> ValidationResult:
+    """The SFT suite with the base model's chat template and the max_length the train split needs."""
+    model_dir = resolve_base_model(params.train.base_model)
+    tokenizer = load_chat_tokenizer(model_dir)
+    splits = split_sft(frames, params.data, params.sft)
+    max_length = max_length_for(messages_of(splits.train), tokenizer, model_dir, params.tokenize)
+    return validate_sft(frames, params, tokenizer, max_length)

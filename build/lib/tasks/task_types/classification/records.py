@@ -1,0 +1,71 @@
+"""Text/label tables as classifier examples: label names and ids, the mapped columns, the splits.
+
+Split frames hold `text`, `label` (the name), `label_id`, `source_file` and `source_row`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.core.config import DataConfig
+from tasks.core.errors import DataError
+from tasks.data.splitting import Splits, split_rows
+
+
+def as_label(value: object) -> str:
+    text = str(value).strip()
+    return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
+
+
+def label_names(train_labels: pd.Series, labels_path: Path | None) -> list[str]:
+    """Label names in id order: from `labels_path` (a JSON list) or sorted (numerically if all ints)."""
+    if labels_path is not None:
+        try:
+            listed = json.loads(labels_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{labels_path}: cannot read the label list ({err})") from None
+        if not isinstance(listed, list) or not listed:
+            raise DataError(f"{labels_path}: expected a non-empty JSON list of label names")
+        return [as_label(label) for label in listed]
+    unique = sorted({as_label(v) for v in train_labels.dropna()})
+    if all(re.fullmatch(r"-?\d+", u) for u in unique):
+        unique.sort(key=int)
+    return unique
+
+
+def require_columns(frame: pd.DataFrame, cfg: DataConfig) -> None:
+    """Fail with the file and the params key when a mapped column is absent."""
+    for key, column in (("data.text_column", cfg.text_column), ("data.label_column", cfg.label_column)):
+        if column not in frame.columns:
+            source = frame["source_file"].iloc[0] if len(frame) else "data"
+            found = ", ".join(c for c in frame.columns if c not in ("source_file", "source_row"))
+            raise DataError(f"{source}: column '{column}' ({key}) not found; columns are: {found}")
+
+
+def _normalise(frame: pd.DataFrame, cfg: DataConfig, label2id: dict[str, int]) -> pd.DataFrame:
+    require_columns(frame, cfg)
+    labels = frame[cfg.label_column].map(as_label)
+    return pd.DataFrame(
+        {
+            "text": frame[cfg.text_column].astype(str).str.strip(),
+            "label": labels,
+            "label_id": labels.map(lambda name: label2id.get(name, -1)).astype("int64"),
+            "source_file": frame["source_file"],
+            "source_row": frame["source_row"].astype("int64"),
+        }
+    ).reset_index(drop=True)
+
+
+def split_frames(frames: dict[str, pd.DataFrame], cfg: DataConfig, root: Path = Path()) -> Splits:
+    """Map columns and labels, take the test split (file or fraction), carve validation from train."""
+    labels_path = root / cfg.labels_path if cfg.labels_path else None
+    require_columns(frames["train"], cfg)
+    names = label_names(frames["train"][cfg.label_column], labels_path)
+    label2id = {name: i for i, name in enumerate(names)}
+    pool = _normalise(frames["train"], cfg, label2id)
+    test = _normalise(frames["test"], cfg, label2id) if "test" in frames else None
+    return split_rows(pool, test, cfg, names)

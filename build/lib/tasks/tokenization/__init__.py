@@ -1,0 +1,1 @@
+"""The content-keyed on-disk cache of tokenized splits that every task type's tokenization goes through."""

@@ -1,0 +1,1 @@
+"""What every task type's training shares: Trainer arguments, precision, checkpoints, resume and reuse."""

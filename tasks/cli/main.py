@@ -1,0 +1,128 @@
+"""The `refinery` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.cli.lineage_commands import add_lineage_commands
+from tasks.cli.model_commands import add_model_commands, run_handler
+from tasks.core.config import ConfigError, parse_value
+from tasks.core.errors import RefineryError
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateDecision
+from tasks.task_types import load_task_params
+
+DESCRIPTION = """\
+Refinery fine-tunes a pre-trained transformer on your data, reproducibly:
+validate (Great Expectations) -> tokenize (cached) -> train (HF Trainer) -> evaluate
+-> gate (thresholds) -> register (MLflow Model Registry, alias 'challenger').
+The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`).
+Registered versions are served through alias 'champion': `refinery models` lists them,
+`refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file,
+`refinery explain` shows a version's lineage, `refinery reproduce` re-runs it."""
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["train.learning_rate=3e-5"]` -> `{"train.learning_rate": 3e-05}` (values parsed as YAML)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or "." not in key:
+            raise ConfigError(f"--set '{pair}': expected section.key=value, e.g. train.learning_rate=3e-5")
+        overrides[key.strip()] = parse_value(value)
+    return overrides
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refinery", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the whole pipeline as a Prefect flow",
+        description="Run validate -> tokenize -> train -> evaluate -> gate -> register as a Prefect flow "
+        "(a local Prefect API starts by itself when no server is configured) and print a summary: "
+        "test metrics, the gate decision with its reasons and the registered model URI.",
+    )
+    run.add_argument(
+        "--params", default="params.yaml", metavar="FILE", help="params file (default: params.yaml)"
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one params value, repeatable; values are parsed as YAML "
+        "(e.g. --set train.learning_rate=3e-5 --set data.max_train_samples=500)",
+    )
+    run.add_argument(
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="run directory for outputs (default: runs/<UTC timestamp>)",
+    )
+    add_model_commands(commands)  # promote, rollback, models, predict
+    add_lineage_commands(commands)  # explain, reproduce
+    return parser
+
+
+def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> str | None:
+    from tasks.cli.summary import run_summary_text
+    from tasks.registry.registration import RegistrationResult
+    from tasks.registry.tracking import effective_tracking_uri
+
+    if not (layout.gate_json.is_file() and layout.registration_json.is_file()):
+        return None
+    params = load_task_params(params_path, overrides)
+    metrics = json.loads(layout.eval_metrics.read_text(encoding="utf-8"))
+    decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
+    registration = RegistrationResult.from_json(layout.registration_json.read_text(encoding="utf-8"))
+    tracking_uri = effective_tracking_uri(params.register_)
+    return run_summary_text(params, metrics, decision, registration, tracking_uri)
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.overrides)
+    load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    layout = RunLayout(Path(args.workdir or Path("runs") / stamp))
+    from flows.finetune import finetune
+
+    error: RefineryError | None = None
+    try:
+        finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
+    except RefineryError as err:
+        error = err
+    summary = _summary(args.params, overrides, layout)
+    if summary:
+        print(summary)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `refinery` console script."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        handled = run_handler(args)
+        if handled is not None:
+            return handled
+    except RefineryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

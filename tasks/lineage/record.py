@@ -1,0 +1,142 @@
+"""What a registered version must say about where it came from, gathered from the checkout and run.
+
+Git state, the data hash (DVC's when `data.dvc` exists), the params hash, and from the run
+directory the validation summary, the tokenizer fingerprint and the base model's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tasks.core.config import Params
+from tasks.core.errors import ModelSourceError, RefineryError
+from tasks.core.files import read_json
+from tasks.core.hashing import files_md5
+from tasks.core.layout import RunLayout
+from tasks.lineage.git import git_output
+from tasks.models.base_models import resolve_base_model, weights_fingerprint
+from tasks.tokenization.cache import META_FILE
+
+UNKNOWN = "unknown"
+# the lineage tags, in the order reports show them
+LINEAGE_ROWS = (
+    "git_commit",
+    "git_dirty",
+    "data_hash",
+    "dvc_lock_hash",
+    "params_hash",
+    "validation",
+    "tokenizer_fingerprint",
+    "base_model",
+    "base_model_hash",
+    "mlflow_run_id",
+    "prefect_flow_run_id",
+    "prefect_deployment",
+)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What a registered version must say about where it came from."""
+
+    git_commit: str
+    git_dirty: bool
+    data_hash: str
+    prefect_flow_run_id: str | None
+    params_hash: str
+    dvc_lock_hash: str | None = None  # md5 of dvc.lock, when the checkout has one
+    validation: str | None = None  # the Great Expectations result in one line
+    tokenizer_fingerprint: str | None = None
+    base_model: str | None = None  # train.base_model as given: a path or a hub id
+    base_model_hash: str | None = None  # sha256 of its config and weights files
+    prefect_deployment: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The lineage as MLflow tag values (strings only)."""
+        return {
+            "git_commit": self.git_commit,
+            "git_dirty": str(self.git_dirty).lower(),
+            "data_hash": self.data_hash,
+            "prefect_flow_run_id": self.prefect_flow_run_id or "none",
+            "params_hash": self.params_hash,
+            "dvc_lock_hash": self.dvc_lock_hash or "none",
+            "validation": self.validation or "none",
+            "tokenizer_fingerprint": self.tokenizer_fingerprint or "none",
+            "base_model": self.base_model or "none",
+            "base_model_hash": self.base_model_hash or "none",
+            "prefect_deployment": self.prefect_deployment or "none",
+        }
+
+
+def dvc_data_hash(dvc_file: Path) -> str | None:
+    """The md5 DVC recorded for the outputs of `dvc_file`, or None when there is no such file."""
+    if not dvc_file.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise RefineryError(f"{dvc_file}: not valid YAML") from None
+    hashes = [str(out["md5"]) for out in raw.get("outs", []) if isinstance(out, dict) and out.get("md5")]
+    if not hashes:
+        raise RefineryError(f"{dvc_file}: no 'outs[].md5'; run `dvc add` or `dvc commit` again")
+    return "+".join(hashes)
+
+
+def params_hash(params: Params) -> str:
+    """A short, stable hash of the effective configuration."""
+    text = json.dumps(params.as_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def current_lineage(
+    params: Params,
+    flow_run_id: str | None = None,
+    repo_dir: Path = Path(),
+    layout: RunLayout | None = None,
+    deployment: str | None = None,
+) -> Lineage:
+    """Git state, data hash (DVC's when `data.dvc` exists), params hash of this checkout, and with
+    `layout` the run's validation summary, tokenizer fingerprint and base model identity."""
+    commit = git_output(repo_dir, "rev-parse", "HEAD")
+    status = git_output(repo_dir, "status", "--porcelain") if commit else None
+    data = params.data
+    data_files = [Path(p) for p in (data.train_path, data.test_path, data.labels_path) if p]
+    data_hash = dvc_data_hash(repo_dir / "data.dvc") or files_md5(
+        [p if p.is_absolute() else repo_dir / p for p in data_files]
+    )
+    lock = repo_dir / "dvc.lock"
+    return Lineage(
+        git_commit=commit or UNKNOWN,
+        git_dirty=bool(status),
+        data_hash=data_hash or UNKNOWN,
+        prefect_flow_run_id=flow_run_id,
+        params_hash=params_hash(params),
+        dvc_lock_hash=hashlib.md5(lock.read_bytes(), usedforsecurity=False).hexdigest()
+        if lock.is_file()
+        else None,
+        **(run_lineage(params, layout) if layout is not None else {}),
+        prefect_deployment=deployment,
+    )
+
+
+def run_lineage(params: Params, layout: RunLayout) -> dict[str, str | None]:
+    """What the run directory says: validation result, tokenizer fingerprint; and the base model."""
+    facts: dict[str, str | None] = {"base_model": params.train.base_model}
+    if layout.validation_json.is_file():
+        result = read_json(layout.validation_json)
+        stats = ", ".join(f"{k}={v}" for k, v in sorted(result.get("statistics", {}).items()))
+        facts["validation"] = f"{'passed' if result.get('success') else 'failed'}: {stats}"
+    meta = layout.tokenized_dir / META_FILE
+    if meta.is_file():
+        facts["tokenizer_fingerprint"] = str(read_json(meta).get("tokenizer_fingerprint"))
+    try:
+        base_dir = resolve_base_model(params.train.base_model)
+    except ModelSourceError:
+        return facts
+    facts["base_model_hash"] = weights_fingerprint(base_dir)
+    return facts

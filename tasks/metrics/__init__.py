@@ -1,0 +1,1 @@
+"""Metrics as local `evaluate` modules (one directory each, loaded by path: no Hub download)."""

@@ -1,0 +1,247 @@
+"""Registry management: which version serves (`champion`), promotion, rollback and the version list.
+
+Aliases are read from the MLflow registry on every call and never kept anywhere else, so an alias
+a person moved by hand in the MLflow UI counts exactly like one moved by `refinery promote`.
+Who/when/why of the last promotion or demotion is written as version tags.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.exceptions import MlflowException
+
+from tasks.core.errors import RefineryError
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+METRIC_COLUMNS = ("test_accuracy", "test_f1_macro")
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST",)
+_MAX_TAG_VALUE = 5000  # far below MLflow's limit; a reason is a sentence, not a document
+
+
+class RegistryLookupError(RefineryError):
+    """The registered model or version named by the user does not exist."""
+
+
+class RollbackError(RefineryError):
+    """There is nothing to roll back to."""
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """The outcome of a promotion or rollback: where `champion` and `previous-champion` point now."""
+
+    model_name: str
+    champion: str
+    previous_champion: str | None
+    changed: bool
+
+    def message(self) -> str:
+        """One line for the terminal."""
+        if not self.changed:
+            return f"{self.model_name}: version {self.champion} is already '{CHAMPION}'; nothing changed"
+        previous = (
+            f"'{PREVIOUS_CHAMPION}' -> version {self.previous_champion}"
+            if self.previous_champion
+            else f"no '{PREVIOUS_CHAMPION}' (there was no champion before)"
+        )
+        return f"{self.model_name}: '{CHAMPION}' -> version {self.champion}; {previous}"
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """What `refinery models` shows for one registered version."""
+
+    version: str
+    aliases: tuple[str, ...]
+    metrics: dict[str, float]  # test_accuracy, test_f1_macro: those the version's run logged
+    gate_decision: str | None
+    data_hash: str | None
+    created: datetime
+
+
+def current_user() -> str:
+    """The person running the command: $USER, else the login name, else 'unknown'."""
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry, as in some containers
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def registered_model(client: MlflowClient, name: str) -> RegisteredModel:
+    """The registered model `name`, with its aliases as stored now."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code in _NOT_FOUND:
+            raise RegistryLookupError(
+                f"no registered model '{name}' in {client.tracking_uri} (check the name or --tracking-uri)"
+            ) from None
+        raise
+
+
+def aliases_of(model: RegisteredModel) -> dict[str, str]:
+    """Alias -> version, as strings (the SQL store returns versions as integers)."""
+    return {str(alias): str(version) for alias, version in model.aliases.items()}
+
+
+def _require_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException as err:
+        if err.error_code not in _NOT_FOUND:
+            raise
+    known = sorted((str(v.version) for v in _all_versions(client, name)), key=int)
+    raise RegistryLookupError(
+        f"model '{name}' has no version {version}; versions: {', '.join(known) or 'none'}"
+    )
+
+
+def _tag(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value[:_MAX_TAG_VALUE])
+
+
+def _move(client: MlflowClient, model: RegisteredModel, to: str, reason: str, user: str) -> AliasChange:
+    """Point `champion` at `to` and `previous-champion` at the champion until now."""
+    name, now, aliases = model.name, _now(), aliases_of(model)
+    from_ = aliases.get(CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, to)
+    if from_ is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, from_)
+    elif PREVIOUS_CHAMPION in aliases:  # stale: rollback would jump to a version never replaced
+        client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    promoted = {"promoted_by": user, "promoted_at": now, "promotion_reason": reason}
+    _tag(client, name, to, {**promoted, "promoted_from": from_ or "none"})
+    if from_ is not None:
+        _tag(client, name, from_, {"demoted_by": user, "demoted_at": now, "replaced_by": to})
+    return AliasChange(name, to, from_, changed=True)
+
+
+def promote(
+    client: MlflowClient, name: str, version: str, reason: str | None = None, user: str | None = None
+) -> AliasChange:
+    """Make `version` the champion; the champion until now becomes `previous-champion`."""
+    model = registered_model(client, name)
+    _require_version(client, name, version)
+    aliases = aliases_of(model)
+    if aliases.get(CHAMPION) == version:
+        return AliasChange(name, version, aliases.get(PREVIOUS_CHAMPION), changed=False)
+    return _move(client, model, version, reason or "(none given)", user or current_user())
+
+
+def rollback(
+    client: MlflowClient, name: str, reason: str | None = None, user: str | None = None
+) -> AliasChange:
+    """Swap `champion` and `previous-champion`, so a second rollback undoes the first."""
+    model = registered_model(client, name)
+    aliases = aliases_of(model)
+    previous, current = aliases.get(PREVIOUS_CHAMPION), aliases.get(CHAMPION)
+    if previous is None:
+        raise RollbackError(
+            f"model '{name}' has no '{PREVIOUS_CHAMPION}' alias: nothing to roll back to "
+            f"(champion: {f'version {current}' if current else 'none'})"
+        )
+    if previous == current:
+        return AliasChange(name, previous, previous, changed=False)
+    default_reason = f"rollback from version {current}" if current else "rollback"
+    return _move(client, model, previous, reason or default_reason, user or current_user())
+
+
+def _all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+    found: list[ModelVersion] = []
+    token: str | None = None
+    while True:
+        page = client.search_model_versions(f"name = '{quoted}'", page_token=token)
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _run_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
+    if not run_id:
+        return {}
+    try:
+        logged = client.get_run(run_id).data.metrics
+    except MlflowException:  # the run was deleted or lives in another store
+        return {}
+    return {key: logged[key] for key in METRIC_COLUMNS if key in logged}
+
+
+def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
+    """Every version of `name`, newest first, with aliases read from the registry now."""
+    aliases = aliases_of(registered_model(client, name))  # search results may lack aliases
+    by_version: dict[str, list[str]] = {}
+    for alias, version in sorted(aliases.items()):
+        by_version.setdefault(version, []).append(alias)
+    versions = sorted(_all_versions(client, name), key=lambda v: int(v.version), reverse=True)
+    return [
+        VersionRow(
+            version=str(v.version),
+            aliases=tuple(by_version.get(str(v.version), [])),
+            metrics=_run_metrics(client, v.run_id),
+            gate_decision=v.tags.get("gate.decision"),
+            data_hash=v.tags.get("data_hash"),
+            created=datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+        )
+        for v in versions
+    ]
+
+
+def short_hash(value: str | None, digits: int = 10) -> str:
+    """`files-md5:0123…` -> `files-md5:0123456789`; each part of a `+`-joined DVC hash shortened."""
+    if not value:
+        return "-"
+    parts = []
+    for part in value.split("+"):
+        prefix, sep, digest = part.rpartition(":")
+        parts.append(f"{prefix}{sep}{digest[:digits]}")
+    return "+".join(parts)
+
+
+def versions_table(rows: list[VersionRow]) -> str:
+    """An aligned text table of `rows`, one line per version."""
+    header = ("version", "aliases", "accuracy", "f1_macro", "gate", "data", "created (UTC)")
+    lines = [header] + [
+        (
+            row.version,
+            ", ".join(row.aliases) or "-",
+            *(f"{row.metrics[key]:.4f}" if key in row.metrics else "-" for key in METRIC_COLUMNS),
+            row.gate_decision or "-",
+            short_hash(row.data_hash),
+            row.created.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def champion_version(client: MlflowClient, name: str) -> tuple[str, dict[str, str]] | None:
+    """The version `champion` points at and its tags, or None (no model, or no such alias)."""
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = aliases_of(model).get(CHAMPION)
+    if version is None:
+        return None
+    tags = dict(client.get_model_version(name, version).tags)
+    run_id = client.get_model_version(name, version).run_id
+    return version, {**tags, "mlflow_run_id": tags.get("mlflow_run_id") or str(run_id)}

@@ -1,0 +1,52 @@
+"""The compare step: score the registered `champion` on this run's test split, compare it with the challenger.
+
+The champion is read from the registry (the effective tracking URI); the task type scores it on
+the same test examples as the challenger and measures the paired statistics, which go to
+`comparison/comparison.json` for the gate. With no champion the file says so and the thresholds
+alone decide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.comparison.champion import ChampionComparison
+from tasks.core.config import Params
+from tasks.core.files import write_json
+from tasks.core.layout import RunLayout
+from tasks.lineage.record import LINEAGE_ROWS
+from tasks.registry.promotion import CHAMPION, champion_version
+from tasks.registry.tracking import effective_tracking_uri, store_exists, tracking_to
+from tasks.task_types import task_type_for
+
+
+def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
+    """Compare with the champion when there is one; write `comparison/comparison.json` either way."""
+    task_type = task_type_for(params)
+    cfg, name = params.gate.champion, params.register_.model_name
+    layout.comparison_dir.mkdir(parents=True, exist_ok=True)
+    uri = effective_tracking_uri(params.register_)
+    comparison = None
+    if store_exists(uri):
+        with tracking_to(uri) as client:  # models:/ URIs resolve against this registry
+            found = champion_version(client, name)
+            if found is not None:
+                version, tags = found
+                stats = task_type.compare(params, layout, f"models:/{name}/{version}")
+                lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
+                comparison = ChampionComparison.build(
+                    version, lineage, stats, cfg.min_delta, cfg.max_class_drop
+                )
+    if comparison is None:
+        reason = f"no '{CHAMPION}' alias on {name}"
+        layout.champion_predictions_csv.unlink(missing_ok=True)
+        write_json(layout.comparison_json, {"champion_version": None, "reason": reason})
+        return {"champion_version": None, "reason": reason}
+    write_json(layout.comparison_json, comparison.to_dict())
+    return comparison.to_dict()
+
+
+if __name__ == "__main__":
+    from tasks.steps.stage import stage_main
+
+    stage_main(run_step)

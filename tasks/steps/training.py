@@ -1,0 +1,56 @@
+"""The train step: fine-tune the base model on the tokenized splits, or reuse a finished training.
+
+Checkpoints live under `train.checkpoint_dir/<key>` (see `tasks.training.checkpoints`): an
+interrupted run resumes from its last checkpoint, and a finished one with the same key is reused.
+One training per key at a time (a file lock beside the folder): a second run with the same inputs
+waits, then reuses what the first one finished.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from tasks.core.config import Params
+from tasks.core.layout import RunLayout
+from tasks.data.splitting import read_splits
+from tasks.models.base_models import resolve_base_model
+from tasks.task_types import task_type_for
+from tasks.tokenization.cache import load_tokenized, tokenized_meta
+from tasks.training.checkpoints import checkpoint_key, keep_trained, reuse_trained, write_history
+
+
+def checkpoint_dir(params: Params, layout: RunLayout) -> Path:
+    """Where this run's training keeps its checkpoints: the key of its data, params, code and model."""
+    task_type = task_type_for(params)
+    model_dir = resolve_base_model(params.train.base_model)
+    key = checkpoint_key(
+        tokenized_meta(layout)["cache_key"], params.train, model_dir, task_type.training_code()
+    )
+    return Path(params.train.checkpoint_dir) / key
+
+
+def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
+    """Train on the tokenized splits; save model + tokenizer, history and summary metrics."""
+    task_type = task_type_for(params)
+    model_dir = resolve_base_model(params.train.base_model)
+    output_dir = checkpoint_dir(params, layout)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(output_dir.with_name(f"{output_dir.name}.lock"))):
+        reused = reuse_trained(output_dir, layout, params.train)
+        if reused is not None:
+            return reused
+        labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
+        trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
+        summary.update(task_type.save_model(trainer, model_dir, layout))
+        write_history(trainer, summary, layout)
+        keep_trained(output_dir, layout)
+    return {**summary, "checkpoint_dir": str(output_dir)}
+
+
+if __name__ == "__main__":
+    from tasks.steps.stage import stage_main
+
+    stage_main(run_step)

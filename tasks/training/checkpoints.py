@@ -1,0 +1,112 @@
+"""Checkpoints, resume and reuse: what every task type's training shares around `Trainer.train`.
+
+Checkpoints live under `train.checkpoint_dir/<key>`, the key made from the tokenized data,
+the training params, the base model's weights, the training code and library versions, so an
+interrupted run with the same inputs resumes from its last checkpoint. A finished one leaves
+its model there too (`trained/`), reused by a later run with the same key
+(`train.reuse_trained`), as DVC's run-cache reuses a stage's outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import transformers
+from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from tasks.core.config import TrainConfig
+from tasks.core.hashing import code_version
+from tasks.core.layout import RunLayout
+from tasks.models.base_models import weights_fingerprint
+
+COMPLETE_MARKER = "TRAINING_COMPLETE"
+TRAINED_DIR = "trained"  # a finished training's model, history and summary, for reuse
+_SHARED_CODE = (Path(__file__).with_name("arguments.py"), Path(__file__))
+
+
+def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_code: str) -> str:
+    """What makes two trainings the same: data, hyper-parameters, base weights, code and versions.
+
+    `task_code` is the task type's training code version (its model, collator and loss).
+    """
+    digest = hashlib.sha256()
+    digest.update(tokenized_key.encode())
+    excluded = {"progress_bars", "resume", "checkpoint_dir", "reuse_trained"}  # change no weight
+    digest.update(cfg.model_dump_json(exclude=excluded).encode())
+    digest.update(f"{code_version(*_SHARED_CODE)} {task_code}".encode())
+    digest.update(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    digest.update(str(model_dir.resolve()).encode())
+    digest.update(weights_fingerprint(model_dir).encode())
+    return digest.hexdigest()[:24]
+
+
+def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
+    """Run `trainer`, resuming an interrupted run in `output_dir`; return the summary metrics."""
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is not None and (output_dir / COMPLETE_MARKER).exists():
+        shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
+        last = None
+    resume_from = last if cfg.resume else None
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
+    summary: dict[str, Any] = {
+        "train_loss": float(result.training_loss),
+        "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+        "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "global_steps": int(trainer.state.global_step),
+        "epochs_completed": float(trainer.state.epoch or 0.0),
+        "resumed": resume_from is not None,
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+    }
+    if trainer.state.best_metric is not None:
+        summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)
+    return summary
+
+
+def history_frame(log_history: list[dict[str, Any]]) -> pd.DataFrame:
+    """Trainer logs as one row per logged step: train loss / learning rate and validation metrics."""
+    rows = [entry for entry in log_history if "loss" in entry or "eval_loss" in entry]
+    if not rows:
+        return pd.DataFrame(columns=["step", "epoch"])
+    frame = pd.DataFrame(rows).rename(columns={"loss": "train_loss"})
+    keep = [c for c in frame.columns if c != "total_flos" and not c.endswith(("_runtime", "_per_second"))]
+    return frame[keep].groupby("step", as_index=False).first()
+
+
+def keep_trained(output_dir: Path, layout: RunLayout) -> None:
+    """Keep the finished model, history and summary beside its checkpoints, for `reuse_trained`."""
+    staging = output_dir / f"{TRAINED_DIR}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(layout.model_dir, staging / "model")
+    shutil.copy2(layout.train_history, staging / "history.csv")
+    shutil.copy2(layout.train_metrics, staging / "metrics.json")  # written last: the entry is whole
+    shutil.rmtree(output_dir / TRAINED_DIR, ignore_errors=True)
+    staging.rename(output_dir / TRAINED_DIR)
+
+
+def reuse_trained(output_dir: Path, layout: RunLayout, cfg: TrainConfig) -> dict[str, Any] | None:
+    """A finished training with the same key, copied into the run (its summary says `reused`)."""
+    kept = output_dir / TRAINED_DIR
+    if not cfg.reuse_trained or not (kept / "metrics.json").is_file():
+        return None
+    shutil.rmtree(layout.model_dir, ignore_errors=True)
+    shutil.copytree(kept / "model", layout.model_dir)
+    layout.train_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(kept / "history.csv", layout.train_history)
+    summary = {**json.loads((kept / "metrics.json").read_text(encoding="utf-8")), "reused": True}
+    layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+    return {**summary, "checkpoint_dir": str(output_dir)}
+
+
+def write_history(trainer: Trainer, summary: dict[str, Any], layout: RunLayout) -> None:
+    """The training history (a DVC plot) and the summary metrics (a DVC metric)."""
+    layout.train_dir.mkdir(parents=True, exist_ok=True)
+    history_frame(trainer.state.log_history).to_csv(layout.train_history, index=False)
+    layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
