@@ -1,1 +1,0 @@
-"""The `refinery` command line: run, promote, rollback, models, predict, explain, reproduce."""

@@ -1,1 +1,0 @@
-"""The lowest layer: configuration, errors, the run directory's layout and content hashes."""

@@ -1,1 +1,0 @@
-"""Reading the user's files (CSV/TSV/JSONL/JSON/Parquet) and splitting examples into train/validation/test."""

@@ -1,1 +1,0 @@
-"""Base models: resolving `train.base_model` offline, tokenizers, weight fingerprints and LoRA."""

@@ -1,1 +1,0 @@
-"""MLflow: the tracking store, the run record, registered versions, aliases and promotion."""

@@ -1,1 +1,0 @@
-"""`task: causal_lm`: supervised fine-tuning of a causal LM on instruction or chat records."""

@@ -1,1 +1,0 @@
-"""`task: sequence_classification`: one text (a column), one label out of a fixed set."""

@@ -1,1 +1,0 @@
-"""What every task type's training shares: Trainer arguments, precision, checkpoints, resume and reuse."""
