@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.comparison.statistics import BootstrapResult, ClassDelta, McNemarResult
+from tasks.comparison.guard_rails import GroupCheck
+from tasks.comparison.statistics import BootstrapResult, McNemarResult
+from tasks.core.config import ChampionGateConfig
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class ComparisonStats:
 
     bootstrap: BootstrapResult
     mcnemar: McNemarResult | None  # on right/wrong pairs: classification, or a causal LM's exact match
-    groups: list[ClassDelta]  # per class, or per slice when a slice column is set
+    groups: list[GroupCheck]  # per class, or per slice when a slice column is set
     group_by: str  # "class" or the slice column's name
     group_metric: str  # what the guard rails compare per group: "recall", or the gated metric
 
@@ -33,11 +35,12 @@ class ChampionComparison:
     champion_tags: dict[str, str]  # the champion version's lineage tags (git_commit, data_hash, ...)
     bootstrap: BootstrapResult
     mcnemar: McNemarResult | None  # on right/wrong pairs: classification, or a causal LM's exact match
-    groups: list[ClassDelta]  # per class, or per slice when a slice column is set
+    groups: list[GroupCheck]  # per class, or per slice when a slice column is set
     group_by: str  # "class" or the slice column's name
     min_delta: float
     max_class_drop: float
     group_metric: str = "recall"  # what the guard rails compare per group
+    guard_rail_test: str = "westfall_young, alpha 0.05"  # the correction and level they used
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,11 +53,12 @@ class ChampionComparison:
             champion_tags=dict(raw["champion_tags"]),
             bootstrap=BootstrapResult(**raw["bootstrap"]),
             mcnemar=McNemarResult(**mcnemar_raw) if mcnemar_raw else None,
-            groups=[ClassDelta(**group) for group in raw["groups"]],
+            groups=[GroupCheck(**group) for group in raw["groups"]],
             group_by=str(raw["group_by"]),
             min_delta=float(raw["min_delta"]),
             max_class_drop=float(raw["max_class_drop"]),
             group_metric=str(raw.get("group_metric", "recall")),
+            guard_rail_test=str(raw.get("guard_rail_test", "")),
         )
 
     @classmethod
@@ -63,8 +67,7 @@ class ChampionComparison:
         version: str,
         tags: dict[str, str],
         stats: ComparisonStats,
-        min_delta: float,
-        max_class_drop: float,
+        cfg: ChampionGateConfig,
     ) -> ChampionComparison:
         """The record of a comparison with champion `version` (its lineage `tags`) and the limits applied."""
         return cls(
@@ -74,9 +77,10 @@ class ChampionComparison:
             mcnemar=stats.mcnemar,
             groups=stats.groups,
             group_by=stats.group_by,
-            min_delta=min_delta,
-            max_class_drop=max_class_drop,
+            min_delta=cfg.min_delta,
+            max_class_drop=cfg.max_class_drop,
             group_metric=stats.group_metric,
+            guard_rail_test=f"{cfg.guard_rails.correction}, alpha {cfg.guard_rails.alpha:g}",
         )
 
     @property
@@ -85,7 +89,7 @@ class ChampionComparison:
         return self.bootstrap.low > self.min_delta
 
     @property
-    def tripped(self) -> list[ClassDelta]:
+    def tripped(self) -> list[GroupCheck]:
         return [group for group in self.groups if group.tripped]
 
 
@@ -93,7 +97,8 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
     """Whether the challenger is shown better than the champion, the reasons, and the gate checks.
 
     Better means: the bootstrap interval's lower bound exceeds `min_delta`, and no class (or
-    slice) loses more recall than `max_class_drop`. McNemar's p-value is reported, not gated.
+    slice) is shown to be worse (a one-sided paired test, corrected across the groups) by more than
+    `max_class_drop`. McNemar's p-value is reported, not gated.
     """
     boot, version = comparison.bootstrap, comparison.champion_version
     level = f"{boot.confidence:.0%} CI"
@@ -113,16 +118,17 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
     tripped, scored = comparison.tripped, comparison.group_metric
     for group in tripped:
         reasons.append(
-            f"guard rail: {comparison.group_by} '{group.name}' {scored} {group.challenger_recall:.4f} vs "
-            f"{group.champion_recall:.4f} (drop {group.drop:.4f} > {comparison.max_class_drop:.4f}, "
-            f"{group.support} examples)"
+            f"guard rail: {comparison.group_by} '{group.name}' {scored} {group.challenger:.4f} vs "
+            f"{group.champion:.4f} (drop {group.drop:.4f} > {comparison.max_class_drop:.4f}, one-sided "
+            f"p adjusted {group.p_adjusted:.4g}, {group.support} examples)"
         )
     if not comparison.groups:
         reasons.append("guard rails: none (set gate.champion.slice_column to check each slice)")
     elif not tripped:
+        used = f"; {comparison.guard_rail_test}" if comparison.guard_rail_test else ""
         reasons.append(
-            f"guard rails: no {comparison.group_by} loses more than {comparison.max_class_drop:.4f} "
-            f"{scored} ({len(comparison.groups)} checked)"
+            f"guard rails: no {comparison.group_by} shown to lose more than "
+            f"{comparison.max_class_drop:.4f} {scored} ({len(comparison.groups)} checked{used})"
         )
     passed = comparison.better and not tripped
     checks: dict[str, dict[str, float | bool]] = {

@@ -2,7 +2,7 @@
 
 Both models are scored on the same examples, so the comparison is paired: a bootstrap of the
 metric difference over resampled examples, McNemar's test (statsmodels) on the examples where
-exactly one model is right, and per-class recall deltas as guard rails. Pure functions.
+exactly one model is right, and per-class (or per-slice) guard rails (`guard_rails.py`). Pure.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from scipy.stats import binom
 from sklearn.metrics import f1_score
 from statsmodels.stats.contingency_tables import mcnemar as statsmodels_mcnemar
 
+from tasks.comparison.guard_rails import GroupCheck, guard_rails
 from tasks.core.config import ChampionGateConfig
 
 Ids = np.ndarray
+_CHUNK_CELLS = 4_000_000  # bound on entries in one (resamples × examples) matrix, to bound memory
 MetricFn = Callable[[Ids, Ids, int], float]
 
 
@@ -114,13 +116,7 @@ def paired_bootstrap_scores(
     """The same paired bootstrap for a metric that is a mean of per-example scores (exact match,
     ROUGE-L of generations): resampled examples, challenger mean minus champion mean."""
     champion, challenger = (np.asarray(a, dtype=np.float64) for a in (champion, challenger))
-    low, high = _interval(
-        len(champion),
-        lambda idx: float(challenger[idx].mean() - champion[idx].mean()),
-        resamples,
-        confidence,
-        seed,
-    )
+    low, high = paired_bootstrap_interval(champion, challenger, resamples, confidence, seed)
     return BootstrapResult(
         metric=metric,
         champion=float(champion.mean()),
@@ -151,58 +147,73 @@ def mcnemar(references: Ids, champion: Ids, challenger: Ids) -> McNemarResult:
 
 
 def mcnemar_pairs(right_a: np.ndarray, right_b: np.ndarray) -> McNemarResult:
-    """McNemar's exact test on paired right/wrong outcomes (statsmodels), with its two-sided mid-p.
-
-    Under H0 each discordant pair is a fair coin flip: with k = min(b, c) of n = b + c, the mid-p
-    is 2 P(X < k) + P(X = k) = 2 P(X <= k) - P(X = k), capped at 1 (b = c gives exactly 1).
-    """
-    right_a, right_b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
-    b = int(np.sum(right_a & ~right_b))
-    c = int(np.sum(~right_a & right_b))
-    n, k = b + c, min(b, c)
-    if n == 0:
-        return McNemarResult(champion_only=b, challenger_only=c, p_exact=1.0, p_mid=1.0)
-    table = [[0, b], [c, 0]]  # only the discordant cells enter the test
-    p_exact = float(statsmodels_mcnemar(table, exact=True).pvalue)
-    p_mid = min(1.0, 2.0 * float(binom.cdf(k, n, 0.5)) - float(binom.pmf(k, n, 0.5)))
+    """McNemar's exact test on paired right/wrong outcomes (see `mcnemar_test`)."""
+    b, c, p_exact, p_mid = mcnemar_test(right_a, right_b)
     return McNemarResult(champion_only=b, challenger_only=c, p_exact=p_exact, p_mid=p_mid)
 
 
-@dataclass(frozen=True)
-class ClassDelta:
-    """Recall of one class (or slice) for both models; a drop beyond the limit trips the guard rail.
-    For a causal LM the `*_recall` fields hold the slice's mean of the gated metric instead."""
+def mcnemar_test(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float, float]:
+    """Two-sided McNemar test: (b, c, exact p, mid-p), b = only A right, c = only B right.
 
-    name: str
-    support: int
-    champion_recall: float
-    challenger_recall: float
-    drop: float
-    tripped: bool
-
-
-def group_deltas(
-    champion: np.ndarray, challenger: np.ndarray, groups: list[str] | Ids, max_drop: float
-) -> list[ClassDelta]:
-    """Per-group mean of per-example scores (1/0 for right/wrong) of both models, and the drop."""
-    champion, challenger = (np.asarray(a, dtype=np.float64) for a in (champion, challenger))
-    names = np.asarray(groups).astype(str)
-    out = []
-    for name in sorted(set(names.tolist())):
-        mask = names == name
-        score_a, score_b = float(np.mean(champion[mask])), float(np.mean(challenger[mask]))
-        drop = score_a - score_b
-        out.append(ClassDelta(name, int(mask.sum()), score_a, score_b, drop, drop > max_drop + 1e-12))
-    return out
+    The mid-p subtracts the point mass before capping at 1, so b = c gives 1.0, not less.
+    """
+    a, b_right = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
+    if a.shape != b_right.shape:
+        raise ValueError(f"right_b: shape {b_right.shape} differs from right_a {a.shape}")
+    b, c = int(np.sum(a & ~b_right)), int(np.sum(~a & b_right))
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return b, c, 1.0, 1.0
+    table = [[int(np.sum(a & b_right)), b], [c, int(np.sum(~a & ~b_right))]]
+    p_exact = float(statsmodels_mcnemar(table, exact=True).pvalue)
+    p_mid = min(1.0, 2.0 * float(binom.cdf(k, n, 0.5)) - float(binom.pmf(k, n, 0.5)))
+    return b, c, p_exact, p_mid
 
 
-def recall_deltas(
-    references: Ids, champion: Ids, challenger: Ids, groups: list[str] | Ids, max_drop: float
-) -> list[ClassDelta]:
-    """Per-group recall of both models; `groups` is each example's class name or slice value."""
-    references = np.asarray(references)
-    right_a, right_b = np.asarray(champion) == references, np.asarray(challenger) == references
-    return group_deltas(right_a, right_b, groups, max_drop)
+def paired_bootstrap_interval(
+    champion: np.ndarray, challenger: np.ndarray, resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """Percentile interval of challenger mean minus champion mean, resampling examples in pairs.
+
+    Indices come from `default_rng(seed)` in (chunk × n) blocks: the same stream as one
+    `integers(0, n, size=n)` per resample, with memory bounded by `_CHUNK_CELLS`.
+    """
+    a, b = np.asarray(champion, dtype=np.float64), np.asarray(challenger, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError("challenger: must be a non-empty 1-D array shaped like champion")
+    if resamples < 1:
+        raise ValueError(f"resamples: must be >= 1, got {resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    rng, n, diff = np.random.default_rng(seed), a.size, b - a
+    chunk = max(1, _CHUNK_CELLS // n)
+    deltas = np.concatenate(
+        [
+            diff[rng.integers(0, n, size=(min(chunk, resamples - start), n))].mean(axis=1)
+            for start in range(0, resamples, chunk)
+        ]
+    )
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(deltas, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def group_checks(
+    champion: np.ndarray, challenger: np.ndarray, groups: list[str] | Ids, cfg: ChampionGateConfig
+) -> list[GroupCheck]:
+    """The guard rails on per-example scores (1/0 for right/wrong) with the configured test."""
+    rails = cfg.guard_rails
+    return guard_rails(
+        np.asarray(champion, dtype=np.float64),
+        np.asarray(challenger, dtype=np.float64),
+        [str(g) for g in groups],
+        max_drop=cfg.max_class_drop,
+        alpha=rails.alpha,
+        correction=rails.correction,
+        min_support=rails.min_support,
+        permutations=rails.permutations,
+        seed=cfg.seed,
+    )
 
 
 def compare_predictions(
@@ -213,8 +224,8 @@ def compare_predictions(
     groups: list[str] | Ids,
     cfg: ChampionGateConfig,
     metric: str = "accuracy",
-) -> tuple[BootstrapResult, McNemarResult, list[ClassDelta]]:
-    """Bootstrap of the metric difference, McNemar and per-group recall deltas on paired predictions."""
+) -> tuple[BootstrapResult, McNemarResult, list[GroupCheck]]:
+    """Bootstrap of the metric difference, McNemar and per-group recall guard rails on paired predictions."""
     boot = paired_bootstrap(
         references,
         champion,
@@ -225,8 +236,9 @@ def compare_predictions(
         confidence=cfg.confidence,
         seed=cfg.seed,
     )
-    deltas = recall_deltas(references, champion, challenger, groups, cfg.max_class_drop)
-    return boot, mcnemar(references, champion, challenger), deltas
+    references = np.asarray(references)
+    right_a, right_b = np.asarray(champion) == references, np.asarray(challenger) == references
+    return boot, mcnemar(references, champion, challenger), group_checks(right_a, right_b, groups, cfg)
 
 
 def compare_scores(
@@ -235,7 +247,7 @@ def compare_scores(
     groups: list[str] | None,
     cfg: ChampionGateConfig,
     metric: str,
-) -> tuple[BootstrapResult, McNemarResult, list[ClassDelta]]:
+) -> tuple[BootstrapResult, McNemarResult, list[GroupCheck]]:
     """The comparison for per-example scores (a causal LM's generations): bootstrap of `metric`,
     McNemar on exact match (right/wrong pairs), guard rails on `metric` per slice when `groups`."""
     boot = paired_bootstrap_scores(
@@ -247,9 +259,5 @@ def compare_scores(
         seed=cfg.seed,
     )
     test = mcnemar_pairs(champion["exact_match"] >= 1.0, challenger["exact_match"] >= 1.0)
-    deltas = (
-        group_deltas(champion[metric], challenger[metric], groups, cfg.max_class_drop)
-        if groups is not None
-        else []
-    )
-    return boot, test, deltas
+    checks = group_checks(champion[metric], challenger[metric], groups, cfg) if groups is not None else []
+    return boot, test, checks

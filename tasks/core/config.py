@@ -139,6 +139,16 @@ class EvaluateConfig(_Section):
     examples_shown: int = Field(20, ge=0)  # causal_lm: rows of the generations table in the artifact
 
 
+class GuardRailSettings(_Section):
+    """How a class (or slice) is shown worse: a one-sided paired test per group, corrected for testing
+    every group at once; a group trips when shown worse and its drop exceeds max_class_drop."""
+
+    correction: Literal["westfall_young", "holm", "bh", "none"] = "westfall_young"
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # family-wise error (false discovery rate for bh)
+    min_support: int = Field(10, ge=1)  # a group with fewer test examples is reported, cannot trip
+    permutations: int = Field(2000, ge=100)  # sign flips for Westfall-Young and non-binary scores
+
+
 class ChampionGateConfig(_Section):
     """Champion–challenger comparison: when a `champion` exists, the challenger must beat it."""
 
@@ -149,7 +159,8 @@ class ChampionGateConfig(_Section):
     resamples: int = Field(1000, ge=100)
     seed: int = 0
     min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # the interval's lower bound must exceed this
-    max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # recall may fall at most this much per group
+    max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # the smallest drop per group that matters
+    guard_rails: GuardRailSettings = GuardRailSettings()
     slice_column: str | None = None  # a column of the test data: guard rails per slice, not per class
 
 

@@ -79,16 +79,22 @@ def _comparison_md(comparison: dict[str, Any]) -> list[str]:
     if not comparison["groups"]:
         return [*lines, "No guard rails: set `gate.champion.slice_column` to check each slice.", ""]
     title = f"{scored.replace('_', ' ').capitalize()} per {group_by}"
-    lines.append(f"### {title} (guard rail: drop <= {comparison['max_class_drop']:.4f})\n")
+    test = comparison.get("guard_rail_test") or "one-sided paired test"
+    lines.append(
+        f"### {title} (guard rail: trips when shown worse, {test}, and the drop > "
+        f"{comparison['max_class_drop']:.4f})\n"
+    )
     lines += _rows(
-        [group_by, "support", "champion", "challenger", "drop", "tripped"],
+        [group_by, "support", "champion", "challenger", "drop", "p (one-sided)", "p adjusted", "tripped"],
         [
             [
                 g["name"],
                 str(g["support"]),
-                f"{g['champion_recall']:.4f}",
-                f"{g['challenger_recall']:.4f}",
+                f"{g['champion']:.4f}",
+                f"{g['challenger']:.4f}",
                 f"{g['drop']:+.4f}",
+                f"{g['p_value']:.4g}",
+                "-" if g["p_adjusted"] is None else f"{g['p_adjusted']:.4g}",
                 "**yes**" if g["tripped"] else "no",
             ]
             for g in comparison["groups"]

@@ -34,9 +34,7 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
                 version, tags = found
                 stats = task_type.compare(params, layout, f"models:/{name}/{version}")
                 lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
-                comparison = ChampionComparison.build(
-                    version, lineage, stats, cfg.min_delta, cfg.max_class_drop
-                )
+                comparison = ChampionComparison.build(version, lineage, stats, cfg)
     if comparison is None:
         reason = f"no '{CHAMPION}' alias on {name}"
         layout.champion_predictions_csv.unlink(missing_ok=True)

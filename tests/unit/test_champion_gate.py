@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from tasks.comparison.champion import ChampionComparison, read_comparison
-from tasks.comparison.statistics import BootstrapResult, ClassDelta, McNemarResult, compare_predictions
+from tasks.comparison.guard_rails import GroupCheck
+from tasks.comparison.statistics import BootstrapResult, McNemarResult, compare_predictions
 from tasks.core.config import ChampionGateConfig, GateConfig, Params, parse_params
 from tasks.gating.decision import GateDecision, decide
 from tasks.gating.report import build_report, report_markdown
@@ -39,7 +40,7 @@ def comparison(
     """A comparison whose interval's lower bound is `low`, with one group per recall drop."""
     boot = BootstrapResult("accuracy", 0.85, 0.9, 0.05, low, low + 0.1, 0.95, 1000, 0)
     groups = [
-        ClassDelta(f"class_{i}", 20, 0.9, 0.9 - drop, drop, drop > 0.05 + 1e-12)
+        GroupCheck(f"class_{i}", 20, 0.9, 0.9 - drop, drop, 0.001, 0.004, drop > 0.05 + 1e-12, "")
         for i, drop in enumerate(drops)
     ]
     tags = {"git_commit": "abc", "data_hash": "md5:1"}
@@ -55,7 +56,9 @@ def test_better_challenger_without_tripped_guard_rails_passes() -> None:
         "vs champion v3" in r and "lower bound +0.0100 > min_delta +0.0000" in r for r in decision.reasons
     )
     assert any(r.startswith("McNemar: 9 examples only the challenger") for r in decision.reasons)
-    assert decision.reasons[-1] == "guard rails: no class loses more than 0.0500 recall (2 checked)"
+    assert decision.reasons[-1] == (
+        "guard rails: no class shown to lose more than 0.0500 recall (2 checked; westfall_young, alpha 0.05)"
+    )
     assert decision.checks["champion.accuracy_delta"]["passed"] is True
 
 
@@ -78,7 +81,8 @@ def test_a_tripped_guard_rail_refuses_an_otherwise_better_challenger() -> None:
     assert not decision.passed
     tripped = [r for r in decision.reasons if r.startswith("guard rail:")]
     assert tripped == [
-        "guard rail: class 'class_1' recall 0.7000 vs 0.9000 (drop 0.2000 > 0.0500, 20 examples)"
+        "guard rail: class 'class_1' recall 0.7000 vs 0.9000 (drop 0.2000 > 0.0500, one-sided p adjusted "
+        "0.004, 20 examples)"
     ]
     assert decision.checks["champion.guard_rails"] == {"tripped": 1.0, "passed": False}
 
@@ -159,12 +163,21 @@ def test_generation_comparison_without_slices_says_no_guard_rails_ran() -> None:
     assert "| exact_match | 0.4000 | 0.6000 | +0.2000 | [+0.0500, +0.3500] | +0.0000 |" in text
     assert "No guard rails: set `gate.champion.slice_column`" in text
     sliced = ChampionComparison(
-        "1", {}, boot, None, [ClassDelta("web", 9, 0.8, 0.5, 0.3, True)], "channel", 0.0, 0.05, "exact_match"
+        "1",
+        {},
+        boot,
+        None,
+        [GroupCheck("web", 9, 0.8, 0.5, 0.3, 0.01, 0.02, True, "")],
+        "channel",
+        0.0,
+        0.05,
+        "exact_match",
     )
     refused = decide({}, GateConfig(thresholds={}), sliced)
     assert not refused.passed
-    assert "guard rail: channel 'web' exact_match 0.5000 vs 0.8000 (drop 0.3000 > 0.0500, 9 examples)" in (
-        refused.reasons
+    assert (
+        "guard rail: channel 'web' exact_match 0.5000 vs 0.8000 (drop 0.3000 > 0.0500, one-sided p adjusted "
+        "0.02, 9 examples)" in refused.reasons
     )
     assert ChampionComparison.from_dict(sliced.to_dict()) == sliced
 
@@ -186,7 +199,7 @@ def test_report_shows_estimates_intervals_p_values_deltas_lineage_and_decision()
         "## Decision: **FAILED**",
         "| accuracy | 0.8500 | 0.9000 | +0.0500 | [+0.0100, +0.1100] | +0.0000 |",
         "p = 0.27 (exact), 0.2 (mid-p)",
-        "| class_1 | 20 | 0.9000 | 0.7000 | +0.2000 | **yes** |",
+        "| class_1 | 20 | 0.9000 | 0.7000 | +0.2000 | 0.001 | 0.004 | **yes** |",
         "| git_commit | def | abc |",
         "- policy: `auto`",
     ):

@@ -8,12 +8,12 @@ from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
 from tasks.comparison.statistics import (
+    compare_predictions,
     compare_scores,
     f1_macro,
     mcnemar,
     paired_bootstrap,
     paired_bootstrap_scores,
-    recall_deltas,
 )
 from tasks.core.config import ChampionGateConfig
 
@@ -81,15 +81,20 @@ def test_bootstrap_is_seeded_and_identical_models_give_zero_width() -> None:
     assert a == b
 
 
-def test_recall_guard_rail_trips_only_beyond_the_limit() -> None:
-    refs = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    champion = np.array([0, 0, 0, 0, 1, 1, 0, 0])
-    challenger = np.array([0, 0, 0, 1, 1, 1, 1, 1])
-    deltas = {d.name: d for d in recall_deltas(refs, champion, challenger, ["a"] * 4 + ["b"] * 4, 0.25)}
-    assert deltas["a"].drop == pytest.approx(0.25) and not deltas["a"].tripped  # exactly at the limit
-    assert deltas["b"].drop == pytest.approx(-0.5) and not deltas["b"].tripped
-    tighter = {d.name: d for d in recall_deltas(refs, champion, challenger, ["a"] * 4 + ["b"] * 4, 0.2)}
-    assert tighter["a"].tripped
+def test_recall_guard_rail_needs_a_drop_beyond_the_limit_and_evidence() -> None:
+    refs = np.zeros(24, dtype=int)
+    champion = np.zeros(24, dtype=int)  # right on every example
+    challenger = np.zeros(24, dtype=int)
+    challenger[:12] = 1  # class a: all 12 examples lost, clear evidence
+    challenger[12] = 1  # class b: 1 of 12 lost (drop 0.083 > 0.05, but one example proves nothing)
+    groups = ["a"] * 12 + ["b"] * 12
+    cfg = ChampionGateConfig(max_class_drop=0.05)
+    _, _, checks = compare_predictions(refs, champion, challenger, 2, groups, cfg)
+    by_name = {c.name: c for c in checks}
+    assert by_name["a"].tripped and by_name["a"].drop == pytest.approx(1.0)
+    assert by_name["b"].drop == pytest.approx(1 / 12) and not by_name["b"].tripped  # not shown worse
+    limit = ChampionGateConfig(max_class_drop=1.0)  # a drop of exactly the limit never trips
+    assert not any(c.tripped for c in compare_predictions(refs, champion, challenger, 2, groups, limit)[2])
 
 
 def test_bootstrap_of_per_example_scores_matches_a_hand_written_loop() -> None:
@@ -118,8 +123,8 @@ def test_generation_comparison_tests_exact_match_pairs_and_guards_slices() -> No
     assert (test.champion_only, test.challenger_only) == (1, 3)
     assert test.p_exact == pytest.approx(binomtest(1, 4, 0.5).pvalue)
     by_name = {g.name: g for g in groups}
-    assert by_name["web"].champion_recall == pytest.approx(2 / 3)
-    assert by_name["web"].challenger_recall == pytest.approx(2 / 3) and not by_name["web"].tripped
+    assert by_name["web"].champion == pytest.approx(2 / 3)
+    assert by_name["web"].challenger == pytest.approx(2 / 3) and not by_name["web"].tripped
     assert by_name["app"].drop == pytest.approx(1 / 3 - 1.0)
     _, _, none = compare_scores(champion, challenger, None, cfg, "rouge_l")
     assert none == []
