@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +89,13 @@ def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> 
     return run_summary_text(params, metrics, decision, registration, tracking_uri)
 
 
+# Prefect gives its temporary local API 20 s to start; a busy 2-core machine needs longer, and a
+# run that fails before its first step helps nobody. A user's own setting still wins.
+EPHEMERAL_STARTUP = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 def _run(args: argparse.Namespace) -> int:
+    os.environ.setdefault(*EPHEMERAL_STARTUP)
     overrides = parse_overrides(args.overrides)
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
