@@ -38,6 +38,8 @@ class ChampionComparison:
     min_delta: float
     max_class_drop: float
     group_metric: str = "recall"  # what the guard rails compare per group
+    test: str = "superiority"  # the question asked: superiority or non_inferiority
+    margin: float = 0.0  # non_inferiority: how much worse the challenger may be
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +57,8 @@ class ChampionComparison:
             min_delta=float(raw["min_delta"]),
             max_class_drop=float(raw["max_class_drop"]),
             group_metric=str(raw.get("group_metric", "recall")),
+            test=str(raw.get("test", "superiority")),
+            margin=float(raw.get("margin", 0.0)),
         )
 
     @classmethod
@@ -65,6 +69,8 @@ class ChampionComparison:
         stats: ComparisonStats,
         min_delta: float,
         max_class_drop: float,
+        test: str = "superiority",
+        margin: float = 0.0,
     ) -> ChampionComparison:
         """The record of a comparison with champion `version` (its lineage `tags`) and the limits applied."""
         return cls(
@@ -77,32 +83,68 @@ class ChampionComparison:
             min_delta=min_delta,
             max_class_drop=max_class_drop,
             group_metric=stats.group_metric,
+            test=test,
+            margin=margin,
         )
 
     @property
+    def bound(self) -> float:
+        """What the interval's lower bound must exceed: `min_delta`, or `-margin` for non-inferiority."""
+        return -self.margin if self.test == "non_inferiority" else self.min_delta
+
+    @property
     def better(self) -> bool:
-        """The interval's lower bound clears `min_delta`: the challenger is shown to be better."""
-        return self.bootstrap.low > self.min_delta
+        """The interval's lower bound clears `bound`: the challenger is shown better (superiority)
+        or no worse than the champion by more than the margin (non-inferiority)."""
+        return self.bootstrap.low > self.bound
 
     @property
     def tripped(self) -> list[ClassDelta]:
         return [group for group in self.groups if group.tripped]
 
 
-def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, dict[str, float | bool]]]:
-    """Whether the challenger is shown better than the champion, the reasons, and the gate checks.
+def question(comparison: ChampionComparison) -> str:
+    """The question the gate asked about the champion, and its answer, in plain words."""
+    boot, version = comparison.bootstrap, comparison.champion_version
+    answer = "yes" if comparison.better else "no"
+    level = f"{boot.confidence:.0%}"
+    if comparison.test == "non_inferiority":
+        return (
+            f"question (non-inferiority, gate.champion.test): is the challenger at least as good as "
+            f"champion v{version} on {boot.metric}, within a margin of {comparison.margin:.4f}? {answer}: "
+            f"the {level} interval of challenger - champion "
+            + ("lies above" if comparison.better else "reaches down to or below")
+            + f" -{comparison.margin:.4f} (gate.champion.margin)"
+        )
+    return (
+        f"question (superiority, gate.champion.test): is the challenger better than champion v{version} "
+        f"on {boot.metric} by more than {comparison.min_delta:+.4f}? {answer}: the {level} interval of "
+        "challenger - champion "
+        + ("lies above" if comparison.better else "reaches down to or below")
+        + f" {comparison.min_delta:+.4f} (gate.champion.min_delta)"
+    )
 
-    Better means: the bootstrap interval's lower bound exceeds `min_delta`, and no class (or
-    slice) loses more recall than `max_class_drop`. McNemar's p-value is reported, not gated.
+
+def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, dict[str, float | bool]]]:
+    """Whether the challenger passes against the champion, the reasons, and the gate checks.
+
+    Passing means: the bootstrap interval's lower bound exceeds `min_delta` (superiority) or
+    `-margin` (non-inferiority), and no class (or slice) loses more recall than `max_class_drop`.
+    McNemar's p-value is reported, not gated.
     """
     boot, version = comparison.bootstrap, comparison.champion_version
     level = f"{boot.confidence:.0%} CI"
     interval = f"[{boot.low:+.4f}, {boot.high:+.4f}]"
     relation = ">" if comparison.better else "<="
+    limit = (
+        f"-margin {comparison.bound:+.4f}"
+        if comparison.test == "non_inferiority"
+        else f"min_delta {comparison.min_delta:+.4f}"
+    )
     reasons = [
+        question(comparison),
         f"vs champion v{version}: {boot.metric} {boot.challenger:.4f} vs {boot.champion:.4f}, "
-        f"delta {boot.delta:+.4f}, {level} {interval}: lower bound {boot.low:+.4f} {relation} "
-        f"min_delta {comparison.min_delta:+.4f}"
+        f"delta {boot.delta:+.4f}, {level} {interval}: lower bound {boot.low:+.4f} {relation} {limit}",
     ]
     if comparison.mcnemar is not None:
         test = comparison.mcnemar
@@ -130,7 +172,7 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
             "value": boot.delta,
             "low": boot.low,
             "high": boot.high,
-            "threshold": comparison.min_delta,
+            "threshold": comparison.bound,
             "passed": comparison.better,
         },
         "champion.guard_rails": {"tripped": float(len(tripped)), "passed": not tripped},

@@ -140,7 +140,8 @@ class EvaluateConfig(_Section):
 
 
 class ChampionGateConfig(_Section):
-    """Champion–challenger comparison: when a `champion` exists, the challenger must beat it."""
+    """Champion–challenger comparison: when a `champion` exists, the challenger must beat it
+    (`test: superiority`) or be shown no worse than it by more than `margin` (`non_inferiority`)."""
 
     # the difference that is bootstrapped; auto: the task type's first (accuracy for a classifier,
     # exact_match for a causal LM); the task type checks that it scores this metric
@@ -148,7 +149,10 @@ class ChampionGateConfig(_Section):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)  # level of the bootstrap interval
     resamples: int = Field(1000, ge=100)
     seed: int = 0
-    min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # the interval's lower bound must exceed this
+    # superiority: "is the challenger better?"; non_inferiority: "is it at least as good?" (a refresh)
+    test: Literal["superiority", "non_inferiority"] = "superiority"
+    min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # superiority: the interval's lower bound must exceed this
+    margin: float = Field(0.0, ge=0.0, le=1.0)  # non_inferiority: the lower bound must exceed -margin
     max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # recall may fall at most this much per group
     slice_column: str | None = None  # a column of the test data: guard rails per slice, not per class
 

@@ -35,7 +35,7 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
                 stats = task_type.compare(params, layout, f"models:/{name}/{version}")
                 lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
                 comparison = ChampionComparison.build(
-                    version, lineage, stats, cfg.min_delta, cfg.max_class_drop
+                    version, lineage, stats, cfg.min_delta, cfg.max_class_drop, cfg.test, cfg.margin
                 )
     if comparison is None:
         reason = f"no '{CHAMPION}' alias on {name}"

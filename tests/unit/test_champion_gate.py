@@ -242,3 +242,58 @@ def test_version_description_stays_within_mlflow_limits() -> None:
     text = version_description(report, "runs:/r/gate_report.md")
     assert len(text) <= 4900 and text.startswith("# Gate report: intent version 7")
     assert "## Decision: **PASSED**" in text and text.rstrip().endswith("`runs:/r/gate_report.md`")
+
+
+def non_inferiority(low: float, margin: float) -> ChampionComparison:
+    """`comparison(low)` asked as non-inferiority within `margin`."""
+    base = comparison(low=low)
+    return ChampionComparison.from_dict({**base.to_dict(), "test": "non_inferiority", "margin": margin})
+
+
+def test_superiority_is_the_default_question_and_says_so_in_plain_words() -> None:
+    assert ChampionGateConfig().test == "superiority" and ChampionGateConfig().margin == 0.0
+    decision = decide(METRICS, GateConfig(), comparison(low=-0.004))
+    assert not decision.passed
+    assert decision.reasons[len(METRICS)] == (
+        "question (superiority, gate.champion.test): is the challenger better than champion v3 on accuracy "
+        "by more than +0.0000? no: the 95% interval of challenger - champion reaches down to or below "
+        "+0.0000 (gate.champion.min_delta)"
+    )
+
+
+def test_non_inferiority_passes_when_the_lower_bound_clears_minus_the_margin() -> None:
+    passed = decide(METRICS, GateConfig(), non_inferiority(low=-0.004, margin=0.01))
+    assert passed.passed
+    assert any("lower bound -0.0040 > -margin -0.0100" in r for r in passed.reasons)
+    assert any(
+        r.startswith("question (non-inferiority, gate.champion.test): is the challenger at least as good")
+        and "within a margin of 0.0100? yes" in r
+        for r in passed.reasons
+    )
+    assert passed.checks["champion.accuracy_delta"]["threshold"] == -0.01
+    refused = decide(METRICS, GateConfig(), non_inferiority(low=-0.02, margin=0.01))
+    assert not refused.passed
+    assert any("lower bound -0.0200 <= -margin -0.0100" in r for r in refused.reasons)
+    assert any("? no: the 95% interval" in r for r in refused.reasons)
+
+
+def test_non_inferiority_is_configured_and_reported() -> None:
+    params = parse_params({"gate": {"champion": {"test": "non_inferiority", "margin": 0.01}}})
+    assert params.gate.champion.test == "non_inferiority" and params.gate.champion.margin == 0.01
+    with pytest.raises(Exception, match=r"'gate.champion.test'"):
+        parse_params({"gate": {"champion": {"test": "equivalence"}}})
+    with pytest.raises(Exception, match=r"'gate.champion.margin'"):
+        parse_params({"gate": {"champion": {"margin": -0.1}}})
+    compared = non_inferiority(low=-0.004, margin=0.01)
+    assert read_comparison_roundtrip(compared) == compared
+    decision = decide(METRICS, GateConfig(), compared)
+    challenger = {"version": "4", "mlflow_run_id": "r", "lineage": {}}
+    report = build_report("m", METRICS, decision, compared, challenger, {"policy": "auto", "outcome": "x"})
+    text = report_markdown(report)
+    assert "**Question (non-inferiority, gate.champion.test): is the challenger at least as good" in text
+    assert "| accuracy | 0.8500 | 0.9000 | +0.0500 | [-0.0040, +0.0960] | -0.0100 |" in text
+    assert promotion_reason(compared).startswith("auto: no worse than v3 (margin 0.0100) on accuracy")
+
+
+def read_comparison_roundtrip(compared: ChampionComparison) -> ChampionComparison:
+    return ChampionComparison.from_dict(json.loads(json.dumps(compared.to_dict())))

@@ -1,0 +1,57 @@
+"""A scheduled refresh asks "is the challenger at least as good?": a challenger identical to its
+champion passes non-inferiority within a margin and registers, and fails superiority."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from flows.finetune import finetune
+from tasks.core.layout import RunLayout
+from tasks.gating.decision import GateFailed
+from tests.integration.conftest import banking_sample, tiny_params
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
+
+
+def test_an_identical_challenger_is_non_inferior_but_not_superior(
+    tmp_path: Path, tiny_base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    train_csv = tmp_path / "train.csv"
+    banking_sample(per_class=20).to_csv(train_csv, index=False)
+
+    def run(name: str, champion: dict[str, Any]) -> dict[str, Any]:
+        # the same data and training params: the finished training is reused, so the predictions match
+        params = tiny_params(
+            tmp_path,
+            tiny_base_model,
+            train_csv,
+            train={"max_steps": 2},
+            gate={"thresholds": {}, "champion": champion},
+            register={"promotion": "auto"},
+        )
+        return finetune(params_path=str(params), workdir=str(tmp_path / name))
+
+    assert run("v1", {})["registration"]["version"] == "1"
+    with pytest.raises(GateFailed) as refused:
+        run("superiority", {"test": "superiority"})
+    assert "question (superiority, gate.champion.test): is the challenger better than champion v1" in str(
+        refused.value
+    )
+    assert "lower bound +0.0000 <= min_delta +0.0000" in str(refused.value)
+
+    refresh = run("refresh", {"test": "non_inferiority", "margin": 0.01})
+    assert refresh["gate"]["passed"] and refresh["registration"]["version"] == "2"
+    comparison = json.loads(RunLayout(tmp_path / "refresh").comparison_json.read_text())
+    assert comparison["bootstrap"]["delta"] == 0.0 and comparison["test"] == "non_inferiority"
+    assert any("within a margin of 0.0100? yes" in r for r in refresh["gate"]["reasons"])
+    report = RunLayout(tmp_path / "refresh").gate_report_md.read_text()
+    assert "**Question (non-inferiority, gate.champion.test)" in report
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias("tiny-intent", "champion").version) == "2"
