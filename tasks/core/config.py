@@ -27,7 +27,7 @@ class DataConfig(_Section):
     name: str = "banking77"
     train_path: str = "data/banking77/train.csv"
     test_path: str | None = "data/banking77/test.csv"
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"  # json: array or JSON Lines
     csv_delimiter: str | None = None
     text_column: str = "text"
     label_column: str = "label"

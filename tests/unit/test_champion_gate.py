@@ -297,3 +297,31 @@ def test_non_inferiority_is_configured_and_reported() -> None:
 
 def read_comparison_roundtrip(compared: ChampionComparison) -> ChampionComparison:
     return ChampionComparison.from_dict(json.loads(json.dumps(compared.to_dict())))
+
+
+def test_a_champion_label_the_challenger_lacks_counts_wrong_and_stays_out_of_other_rows() -> None:
+    from tasks.task_types.classification.comparison import label_ids
+
+    labels = ["a", "b", "c"]
+    champion = label_ids(["retired", "a", "b", "b", "c", "retired"], labels)  # "retired": not in labels
+    assert champion.tolist() == [-1, 0, 1, 1, 2, -1]
+    refs = np.array([0, 0, 1, 1, 2, 2])  # -1 on a row of class 0 (r = 0) and of class 2 (r - 1 = 2)
+    classes = ["a", "a", "b", "b", "c", "c"]
+    cfg = ChampionGateConfig(metric="f1_macro", resamples=100, seed=3)
+    boot, test, groups = compare_predictions(refs, champion, refs.copy(), 3, classes, cfg, "f1_macro")
+    # class a: 1 of 2 right, no false positive; b: perfect; c: 1 of 2 right; nothing lands in a or c's column
+    assert boot.champion == pytest.approx((2 / 3 + 1.0 + 2 / 3) / 3)
+    assert test.challenger_only == 2 and test.champion_only == 0
+    assert [g.champion_recall for g in groups] == [0.5, 1.0, 0.5]
+    boot_acc, _, _ = compare_predictions(refs, champion, refs.copy(), 3, classes, cfg, "accuracy")
+    assert boot_acc.champion == pytest.approx(4 / 6)
+
+
+def test_predictions_round_trip_through_csv_as_written(tmp_path: Path) -> None:
+    from tasks.task_types.classification.comparison import label_ids, read_predictions
+
+    path = tmp_path / "predictions.csv"
+    pd.DataFrame({"text": ["x", "y", "z"], "prediction": ["007", "7", "NA"]}).to_csv(path, index=False)
+    mine = read_predictions(path)
+    assert mine["prediction"].tolist() == ["007", "7", "NA"]
+    assert label_ids(mine["prediction"].tolist(), ["007", "7", "NA"]).tolist() == [0, 1, 2]
