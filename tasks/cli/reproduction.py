@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -31,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from tasks.core.config import Params, parse_params
 from tasks.core.errors import RefineryError
 from tasks.core.files import read_json
-from tasks.core.layout import RunLayout
+from tasks.core.layout import RunLayout, new_run_dir
 from tasks.lineage.git import git
 from tasks.lineage.record import UNKNOWN, current_lineage
 from tasks.registry.promotion import registered_model
@@ -186,9 +185,7 @@ def reproduce(client: MlflowClient, name: str, version: str, runs_dir: Path = Pa
     """Re-run version `version` of `name` from its recorded params and data into a new run."""
     rec = recorded(client, name, version)
     params = parse_params(yaml.safe_load(rec.params_text) or {}, f"runs:/{rec.run_id}/{PARAMS_ARTIFACT}")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    layout = RunLayout((runs_dir / f"reproduce-{name}-v{version}-{stamp}").resolve())
-    layout.root.mkdir(parents=True)
+    layout = RunLayout(new_run_dir(runs_dir, f"reproduce-{name}-v{version}-").resolve())
     params_file = layout.root / PARAMS_ARTIFACT
     params_file.write_text(retraining_params(rec.params_text, layout.root / "checkpoints"), encoding="utf-8")
     repo = Path.cwd()

@@ -38,7 +38,8 @@ def test_an_identical_challenger_is_non_inferior_but_not_superior(
         )
         return finetune(params_path=str(params), workdir=str(tmp_path / name))
 
-    assert run("v1", {})["registration"]["version"] == "1"
+    first = run("v1", {})
+    assert first["registration"]["version"] == "1" and first["train"]["reused"] is False
     with pytest.raises(GateFailed) as refused:
         run("superiority", {"test": "superiority"})
     assert "question (superiority, gate.champion.test): is the challenger better than champion v1" in str(
@@ -53,5 +54,9 @@ def test_an_identical_challenger_is_non_inferior_but_not_superior(
     assert any("within a margin of 0.0100? yes" in r for r in refresh["gate"]["reasons"])
     report = RunLayout(tmp_path / "refresh").gate_report_md.read_text()
     assert "**Question (non-inferiority, gate.champion.test)" in report
+    assert refresh["train"]["reused"] is True  # the summary and MLflow say so too
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_metrics = client.get_run(refresh["registration"]["run_id"]).data.metrics
+    assert run_metrics["train.reused"] == 1.0
+    assert client.get_run(first["registration"]["run_id"]).data.metrics["train.reused"] == 0.0
     assert str(client.get_model_version_by_alias("tiny-intent", "champion").version) == "2"
