@@ -24,7 +24,10 @@ def training_line(training: dict[str, Any] | None) -> str:
     if training.get("reused"):
         return "reused: a finished training with the same key (train.reuse_trained); nothing was trained"
     steps = training.get("global_steps")
-    return f"trained in this run ({steps} steps)" if steps is not None else "trained in this run"
+    line = f"trained in this run ({steps} steps)" if steps is not None else "trained in this run"
+    if training.get("validation_examples") == 0:
+        line += "; no validation split (data.validation_fraction): no evaluation or early stopping"
+    return line
 
 
 def _registration_line(registration: Any) -> str:
