@@ -135,7 +135,9 @@ class EvaluateConfig(_Section):
 
     batch_size: int = Field(128, gt=0)
     max_new_tokens: int = Field(32, gt=0)  # causal_lm: greedy generation length
-    max_generation_examples: int | None = Field(None, gt=0)  # causal_lm: cap on generated test rows
+    # causal_lm: cap on generated test rows, a sample stratified by label (seeded by `seed`), not the first
+    max_generation_examples: int | None = Field(None, gt=0)
+    seed: int = 0  # the sample of max_generation_examples
     examples_shown: int = Field(20, ge=0)  # causal_lm: rows of the generations table in the artifact
 
 
