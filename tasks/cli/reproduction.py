@@ -135,7 +135,10 @@ def workspace(rec: Recorded, params: Params, repo: Path) -> Iterator[tuple[Path,
     head = git(repo, "rev-parse", "HEAD").stdout.strip() or UNKNOWN
     here = current_lineage(params, repo_dir=repo)
     if rec.git_commit in (UNKNOWN, head) and here.data_hash == rec.data_hash:
-        yield repo, "current checkout"
+        dirty = (
+            " (with uncommitted changes: the code run may differ from the commit)" if here.git_dirty else ""
+        )
+        yield repo, f"current checkout{dirty}"
         return
     if rec.git_commit == UNKNOWN or git(repo, "cat-file", "-e", f"{rec.git_commit}^{{commit}}").returncode:
         raise RefineryError(
@@ -155,7 +158,20 @@ def workspace(rec: Recorded, params: Params, repo: Path) -> Iterator[tuple[Path,
             shutil.copytree(remote, clone / "infra" / "dvc-remote")
         if (clone / "data.dvc").is_file():
             _run([sys.executable, "-m", "dvc", "pull", "--quiet", "data.dvc"], clone, "dvc pull")
+        require_recorded_data(rec, params, clone)
         yield clone, f"clone of {rec.git_commit[:12]}"
+
+
+def require_recorded_data(rec: Recorded, params: Params, root: Path) -> None:
+    """Stop, in one line, unless the data files under `root` are exactly those the version read."""
+    found = current_lineage(params, repo_dir=root).data_hash
+    if found != rec.data_hash:
+        raise RefineryError(
+            f"reproduce: the data at commit {rec.git_commit[:12]} ({found}) is not the data "
+            f"{rec.name} version {rec.version} was trained on ({rec.data_hash}); restore "
+            f"data.train_path '{params.data.train_path}' (and data.test_path) to that content and "
+            "run reproduce from a checkout at that commit"
+        )
 
 
 def run_steps(params_file: Path, layout: RunLayout, cwd: Path, in_process: bool) -> dict[str, float]:
