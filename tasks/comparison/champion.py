@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.comparison.overlap import Overlap
 from tasks.comparison.statistics import BootstrapResult, ClassDelta, McNemarResult
 
 
@@ -40,6 +41,9 @@ class ChampionComparison:
     group_metric: str = "recall"  # what the guard rails compare per group
     test: str = "superiority"  # the question asked: superiority or non_inferiority
     margin: float = 0.0  # non_inferiority: how much worse the challenger may be
+    overlap_rows: int | None = None  # test rows the champion was trained on; None: not checked
+    overlap_note: str = ""  # the overlap check in one sentence
+    allow_overlap: bool = False  # gate.champion.allow_overlap
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +63,9 @@ class ChampionComparison:
             group_metric=str(raw.get("group_metric", "recall")),
             test=str(raw.get("test", "superiority")),
             margin=float(raw.get("margin", 0.0)),
+            overlap_rows=None if raw.get("overlap_rows") is None else int(raw["overlap_rows"]),
+            overlap_note=str(raw.get("overlap_note", "")),
+            allow_overlap=bool(raw.get("allow_overlap", False)),
         )
 
     @classmethod
@@ -71,6 +78,8 @@ class ChampionComparison:
         max_class_drop: float,
         test: str = "superiority",
         margin: float = 0.0,
+        overlap: Overlap | None = None,
+        allow_overlap: bool = False,
     ) -> ChampionComparison:
         """The record of a comparison with champion `version` (its lineage `tags`) and the limits applied."""
         return cls(
@@ -85,6 +94,9 @@ class ChampionComparison:
             group_metric=stats.group_metric,
             test=test,
             margin=margin,
+            overlap_rows=overlap.rows if overlap is not None else None,
+            overlap_note=overlap.describe(version) if overlap is not None else "",
+            allow_overlap=allow_overlap,
         )
 
     @property
@@ -97,6 +109,11 @@ class ChampionComparison:
         """The interval's lower bound clears `bound`: the challenger is shown better (superiority)
         or no worse than the champion by more than the margin (non-inferiority)."""
         return self.bootstrap.low > self.bound
+
+    @property
+    def overlap_blocks(self) -> bool:
+        """The champion learned some of the test rows, and `gate.champion.allow_overlap` is false."""
+        return bool(self.overlap_rows) and not self.allow_overlap
 
     @property
     def tripped(self) -> list[ClassDelta]:
@@ -166,7 +183,9 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
             f"guard rails: no {comparison.group_by} loses more than {comparison.max_class_drop:.4f} "
             f"{scored} ({len(comparison.groups)} checked)"
         )
-    passed = comparison.better and not tripped
+    if comparison.overlap_note:
+        reasons.append(comparison.overlap_note + overlap_verdict(comparison))
+    passed = comparison.better and not tripped and not comparison.overlap_blocks
     checks: dict[str, dict[str, float | bool]] = {
         f"champion.{boot.metric}_delta": {
             "value": boot.delta,
@@ -177,7 +196,21 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
         },
         "champion.guard_rails": {"tripped": float(len(tripped)), "passed": not tripped},
     }
+    if comparison.overlap_rows is not None:
+        checks["champion.overlap"] = {
+            "value": float(comparison.overlap_rows),
+            "passed": not comparison.overlap_blocks,
+        }
     return passed, reasons, checks
+
+
+def overlap_verdict(comparison: ChampionComparison) -> str:
+    """What an overlap means for the decision, appended to its sentence."""
+    if not comparison.overlap_rows:
+        return ""
+    if comparison.allow_overlap:
+        return "; allowed (gate.champion.allow_overlap: true)"
+    return "; this comparison cannot promote (set gate.champion.allow_overlap: true to accept it)"
 
 
 def read_comparison(path: Path) -> ChampionComparison | None:

@@ -157,6 +157,9 @@ class ChampionGateConfig(_Section):
     margin: float = Field(0.0, ge=0.0, le=1.0)  # non_inferiority: the lower bound must exceed -margin
     max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # recall may fall at most this much per group
     slice_column: str | None = None  # a column of the test data: guard rails per slice, not per class
+    # a champion trained on rows of this run's test split is scored on examples it learned: such a
+    # comparison refuses the challenger unless this is true
+    allow_overlap: bool = False
 
 
 class GateConfig(_Section):

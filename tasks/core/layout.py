@@ -37,6 +37,12 @@ class RunLayout:
         return self.root / "splits"
 
     @property
+    def train_rows(self) -> Path:
+        """Hashes of the examples the model learned from (train and validation), one a line: a later
+        run checks that its test rows are not among them (tasks.data.splitting.row_hashes)."""
+        return self.splits_dir / "train_rows.txt"
+
+    @property
     def validation_dir(self) -> Path:
         return self.root / "validation"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.comparison.champion import ChampionComparison, question
+from tasks.comparison.champion import ChampionComparison, overlap_verdict, question
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import LINEAGE_ROWS
 
@@ -72,6 +72,8 @@ def _comparison_md(comparison: dict[str, Any]) -> list[str]:
         ],
     )
     lines.append(f"\nPaired bootstrap: {boot['resamples']} resamples, seed {boot['seed']}.")
+    if record.overlap_note:
+        lines.append(f"\n{record.overlap_note.capitalize()}{overlap_verdict(record)}.\n")
     if test:
         lines.append(
             f"McNemar: challenger-only right {test['challenger_only']}, champion-only right "

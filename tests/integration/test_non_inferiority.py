@@ -26,12 +26,13 @@ def test_an_identical_challenger_is_non_inferior_but_not_superior(
     train_csv = tmp_path / "train.csv"
     banking_sample(per_class=20).to_csv(train_csv, index=False)
 
-    def run(name: str, champion: dict[str, Any]) -> dict[str, Any]:
+    def run(name: str, champion: dict[str, Any], seed: int = 42) -> dict[str, Any]:
         # the same data and training params: the finished training is reused, so the predictions match
         params = tiny_params(
             tmp_path,
             tiny_base_model,
             train_csv,
+            data={"seed": seed},
             train={"max_steps": 2},
             gate={"thresholds": {}, "champion": champion},
             register={"promotion": "auto"},
@@ -55,6 +56,15 @@ def test_an_identical_challenger_is_non_inferior_but_not_superior(
     report = RunLayout(tmp_path / "refresh").gate_report_md.read_text()
     assert "**Question (non-inferiority, gate.champion.test)" in report
     assert refresh["train"]["reused"] is True  # the summary and MLflow say so too
+    assert any(
+        r.startswith("overlap: none of the 16 test rows is among champion v1's")
+        for r in refresh["gate"]["reasons"]
+    )
+    # another split seed: the champion (v2) trained on rows of this test split, so it cannot promote
+    with pytest.raises(GateFailed) as leaked:
+        run("reshuffled", {"test": "non_inferiority", "margin": 1.0}, seed=7)
+    assert "overlap: champion v2 was trained on" in str(leaked.value) and "(row hashes)" in str(leaked.value)
+    assert "set gate.champion.allow_overlap: true" in str(leaked.value)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run_metrics = client.get_run(refresh["registration"]["run_id"]).data.metrics
     assert run_metrics["train.reused"] == 1.0

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.comparison.champion import ChampionComparison, read_comparison
+from tasks.comparison.champion import ChampionComparison, ComparisonStats, read_comparison
 from tasks.comparison.statistics import BootstrapResult, ClassDelta, McNemarResult, compare_predictions
 from tasks.core.config import ChampionGateConfig, GateConfig, Params, parse_params
 from tasks.gating.decision import GateDecision, decide
@@ -325,3 +325,50 @@ def test_predictions_round_trip_through_csv_as_written(tmp_path: Path) -> None:
     mine = read_predictions(path)
     assert mine["prediction"].tolist() == ["007", "7", "NA"]
     assert label_ids(mine["prediction"].tolist(), ["007", "7", "NA"]).tolist() == [0, 1, 2]
+
+
+def test_a_champion_trained_on_test_rows_cannot_promote_unless_allowed() -> None:
+    from tasks.comparison.overlap import Overlap
+
+    def compared(overlap: Overlap, allow: bool = False) -> ChampionComparison:
+        base = comparison(low=0.02)
+        return ChampionComparison.build(
+            "3", base.champion_tags,
+            ComparisonStats(base.bootstrap, base.mcnemar, base.groups, "class", "recall"),
+            0.0, 0.05, overlap=overlap, allow_overlap=allow,
+        )  # fmt: skip
+
+    leaked = compared(Overlap(12, 40, "row hashes"))
+    refused = decide(METRICS, GateConfig(), leaked)
+    assert not refused.passed and refused.checks["champion.overlap"] == {"value": 12.0, "passed": False}
+    assert (
+        "overlap: champion v3 was trained on 12 of the 40 test rows (row hashes): it is scored on examples "
+        "it learned; this comparison cannot promote (set gate.champion.allow_overlap: true to accept it)"
+    ) in refused.reasons
+    allowed = decide(METRICS, GateConfig(), compared(Overlap(12, 40, "row hashes"), allow=True))
+    assert allowed.passed and any(
+        r.endswith("allowed (gate.champion.allow_overlap: true)") for r in allowed.reasons
+    )
+    clean = decide(METRICS, GateConfig(), compared(Overlap(0, 40, "row hashes")))
+    assert (
+        clean.passed
+        and "overlap: none of the 40 test rows is among champion v3's training rows (row hashes)"
+        in (clean.reasons)
+    )
+    assert ChampionComparison.from_dict(json.loads(json.dumps(leaked.to_dict()))) == leaked
+    report = build_report(
+        "m", METRICS, refused, leaked, {"version": None, "lineage": {}}, {"policy": "auto", "outcome": "-"}
+    )
+    assert "Overlap: champion v3 was trained on 12 of the 40 test rows" in report_markdown(report)
+
+
+def test_overlap_by_row_and_by_data_hashes() -> None:
+    from tasks.comparison.overlap import by_data_hashes, by_rows
+    from tasks.data.splitting import row_hashes
+
+    test = pd.DataFrame({"text": ["lost my card", " where is my card ", "hello"]})
+    trained = set(row_hashes(pd.DataFrame({"text": ["where is my card", "top up"]})))
+    assert by_rows(row_hashes(test), trained).rows == 1  # stripped texts match
+    assert by_data_hashes(3, "md5:t", {"data_hash_train": "md5:t"}).rows == 3
+    assert by_data_hashes(3, "md5:t", {"data_hash_train": "md5:other"}).rows is None
+    assert by_data_hashes(3, "none", {}).method == "the champion recorded neither row nor data-file hashes"

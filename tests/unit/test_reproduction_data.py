@@ -51,6 +51,9 @@ def test_data_other_than_the_recorded_stops_with_one_line(tmp_path: Path) -> Non
     message = str(stopped.value)
     assert "\n" not in message and "is not the data m version 3 was trained on" in message
     assert "data.train_path 'data/train.csv'" in message
-    with pytest.raises(RefineryError, match="is not the data m version 3 was trained on"):
-        with workspace(rec, PARAMS, repo):  # same commit, other data: a clone at the commit, then the check
-            pass
+    # same commit, other data: a clone at the commit, then the check
+    with (
+        pytest.raises(RefineryError, match="is not the data m version 3 was trained on"),
+        workspace(rec, PARAMS, repo),
+    ):
+        pass
