@@ -98,20 +98,21 @@ def finetune(
     validate_step(params, layout)
     tokenize_step(params, layout)
     with concurrency(TRAINING_LIMIT, occupy=1, strict=False):
-        train_step(params, layout)
+        training = train_step(params, layout)
     metrics = evaluate_step(params, layout)
     publish_generations(layout, params.evaluate.examples_shown)
     compare_step(params, layout)
     decision: GateDecision = gate_step(params, layout)
     registration = register_step(params, layout, flow_run.get_id(), deployment.get_name())
     publish_gate_report(layout)
-    summary = run_summary_markdown(params, metrics, decision, registration)
+    summary = run_summary_markdown(params, metrics, decision, registration, training)
     create_markdown_artifact(summary, key="finetune-summary", description="Refinery run summary")
     if not decision.passed and params.gate.on_fail == "fail":
         raise GateFailed("gate failed: " + "; ".join(decision.reasons))
     return {
         "workdir": str(layout.root),
         "metrics": metrics,
+        "train": {"reused": bool(training.get("reused", False))},
         "gate": {"passed": decision.passed, "reasons": decision.reasons},
         "registration": registration.to_dict(),
     }

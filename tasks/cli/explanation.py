@@ -21,7 +21,9 @@ _REFERENCE = re.compile(r"^(?:models:/)?(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(
 CHAIN = (
     ("code", "git_commit"),
     ("uncommitted changes", "git_dirty"),
-    ("data (DVC hash of data.dvc)", "data_hash"),
+    ("data (md5 of the files read; DVC's md5 when tracked)", "data_hash"),
+    ("train file (md5)", "data_hash_train"),
+    ("test file (md5)", "data_hash_test"),
     ("pipeline lock (md5 of dvc.lock)", "dvc_lock_hash"),
     ("validation (Great Expectations)", "validation"),
     ("tokenizer fingerprint", "tokenizer_fingerprint"),

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from tasks.cli.lineage_commands import add_lineage_commands
 from tasks.cli.model_commands import add_model_commands, run_handler
 from tasks.core.config import ConfigError, parse_value
 from tasks.core.errors import RefineryError
-from tasks.core.layout import RunLayout
+from tasks.core.layout import RunLayout, new_run_dir
 from tasks.gating.decision import GateDecision
 from tasks.task_types import load_task_params
 
@@ -86,7 +85,12 @@ def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> 
     decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
     registration = RegistrationResult.from_json(layout.registration_json.read_text(encoding="utf-8"))
     tracking_uri = effective_tracking_uri(params.register_)
-    return run_summary_text(params, metrics, decision, registration, tracking_uri)
+    training = (
+        json.loads(layout.train_metrics.read_text(encoding="utf-8"))
+        if layout.train_metrics.is_file()
+        else None
+    )
+    return run_summary_text(params, metrics, decision, registration, tracking_uri, training)
 
 
 # Prefect gives its temporary local API 20 s to start; a busy 2-core machine needs longer, and a
@@ -98,8 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     os.environ.setdefault(*EPHEMERAL_STARTUP)
     overrides = parse_overrides(args.overrides)
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    layout = RunLayout(Path(args.workdir or Path("runs") / stamp))
+    layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs")))
     from flows.finetune import finetune
 
     error: RefineryError | None = None

@@ -118,6 +118,8 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(path, index=False)
     elif fmt == "jsonl":
         frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif fmt == "json":  # an array of records, as such files are read
+        frame.to_json(path, orient="records", force_ascii=False, indent=1)
     else:
         frame.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -31,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from tasks.core.config import Params, parse_params
 from tasks.core.errors import RefineryError
 from tasks.core.files import read_json
-from tasks.core.layout import RunLayout
+from tasks.core.layout import RunLayout, new_run_dir
 from tasks.lineage.git import git
 from tasks.lineage.record import UNKNOWN, current_lineage
 from tasks.registry.promotion import registered_model
@@ -136,7 +135,10 @@ def workspace(rec: Recorded, params: Params, repo: Path) -> Iterator[tuple[Path,
     head = git(repo, "rev-parse", "HEAD").stdout.strip() or UNKNOWN
     here = current_lineage(params, repo_dir=repo)
     if rec.git_commit in (UNKNOWN, head) and here.data_hash == rec.data_hash:
-        yield repo, "current checkout"
+        dirty = (
+            " (with uncommitted changes: the code run may differ from the commit)" if here.git_dirty else ""
+        )
+        yield repo, f"current checkout{dirty}"
         return
     if rec.git_commit == UNKNOWN or git(repo, "cat-file", "-e", f"{rec.git_commit}^{{commit}}").returncode:
         raise RefineryError(
@@ -156,7 +158,20 @@ def workspace(rec: Recorded, params: Params, repo: Path) -> Iterator[tuple[Path,
             shutil.copytree(remote, clone / "infra" / "dvc-remote")
         if (clone / "data.dvc").is_file():
             _run([sys.executable, "-m", "dvc", "pull", "--quiet", "data.dvc"], clone, "dvc pull")
+        require_recorded_data(rec, params, clone)
         yield clone, f"clone of {rec.git_commit[:12]}"
+
+
+def require_recorded_data(rec: Recorded, params: Params, root: Path) -> None:
+    """Stop, in one line, unless the data files under `root` are exactly those the version read."""
+    found = current_lineage(params, repo_dir=root).data_hash
+    if found != rec.data_hash:
+        raise RefineryError(
+            f"reproduce: the data at commit {rec.git_commit[:12]} ({found}) is not the data "
+            f"{rec.name} version {rec.version} was trained on ({rec.data_hash}); restore "
+            f"data.train_path '{params.data.train_path}' (and data.test_path) to that content and "
+            "run reproduce from a checkout at that commit"
+        )
 
 
 def run_steps(params_file: Path, layout: RunLayout, cwd: Path, in_process: bool) -> dict[str, float]:
@@ -186,9 +201,7 @@ def reproduce(client: MlflowClient, name: str, version: str, runs_dir: Path = Pa
     """Re-run version `version` of `name` from its recorded params and data into a new run."""
     rec = recorded(client, name, version)
     params = parse_params(yaml.safe_load(rec.params_text) or {}, f"runs:/{rec.run_id}/{PARAMS_ARTIFACT}")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    layout = RunLayout((runs_dir / f"reproduce-{name}-v{version}-{stamp}").resolve())
-    layout.root.mkdir(parents=True)
+    layout = RunLayout(new_run_dir(runs_dir, f"reproduce-{name}-v{version}-").resolve())
     params_file = layout.root / PARAMS_ARTIFACT
     params_file.write_text(retraining_params(rec.params_text, layout.root / "checkpoints"), encoding="utf-8")
     repo = Path.cwd()

@@ -17,6 +17,19 @@ def mlflow_ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
 
 
+def training_line(training: dict[str, Any] | None) -> str:
+    """How the model came to be: trained in this run, or a finished training with the same key reused."""
+    if training is None:
+        return "unknown (no train/metrics.json)"
+    if training.get("reused"):
+        return "reused: a finished training with the same key (train.reuse_trained); nothing was trained"
+    steps = training.get("global_steps")
+    line = f"trained in this run ({steps} steps)" if steps is not None else "trained in this run"
+    if training.get("validation_examples") == 0:
+        line += "; no validation split (data.validation_fraction): no evaluation or early stopping"
+    return line
+
+
 def _registration_line(registration: Any) -> str:
     if registration.registered:
         return f"{registration.model_uri} (alias: {registration.alias_uri})"
@@ -24,7 +37,11 @@ def _registration_line(registration: Any) -> str:
 
 
 def run_summary_markdown(
-    params: Params, metrics: dict[str, float], decision: GateDecision, registration: Any
+    params: Params,
+    metrics: dict[str, float],
+    decision: GateDecision,
+    registration: Any,
+    training: dict[str, Any] | None = None,
 ) -> str:
     """Markdown for the Prefect artifact: metrics table, gate decision, model URI."""
     shown = task_type_for(params).metrics
@@ -32,6 +49,7 @@ def run_summary_markdown(
     reasons = "\n".join(f"- {reason}" for reason in decision.reasons)
     return (
         f"# Refinery run: {params.register_.model_name}\n\n"
+        f"Training: {training_line(training)}\n\n"
         f"## Test metrics ({int(metrics.get('n_test', 0))} examples)\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n\n"
         f"## Gate: **{decision.label}**\n\n{reasons}\n\n"
@@ -42,10 +60,16 @@ def run_summary_markdown(
 
 
 def run_summary_text(
-    params: Params, metrics: dict[str, float], decision: GateDecision, registration: Any, tracking_uri: str
+    params: Params,
+    metrics: dict[str, float],
+    decision: GateDecision,
+    registration: Any,
+    tracking_uri: str,
+    training: dict[str, Any] | None = None,
 ) -> str:
     """Plain text for the terminal at the end of `refinery run` / `make run`."""
     lines = ["", "=" * 72, f"Refinery run summary: {params.register_.model_name}", "=" * 72]
+    lines.append(f"Training: {training_line(training)}")
     lines.append(f"Test metrics ({int(metrics.get('n_test', 0))} examples):")
     shown = task_type_for(params).metrics
     lines += [f"  {name:<16} {metrics[name]:.4f}" for name in shown if name in metrics]

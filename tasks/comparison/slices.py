@@ -17,7 +17,9 @@ def slice_values(test: pd.DataFrame, column: str, data: DataConfig) -> list[str]
     frames: dict[str, pd.DataFrame] = {}
     for source, row in zip(test["source_file"], test["source_row"], strict=True):
         if source not in frames:
-            frame = read_table(Path(source), data.format, data.csv_delimiter)
+            # rows of a separate test file: its `test` split when it is a JSON object of splits
+            split = "test" if data.test_path and Path(source) == Path(data.test_path) else "train"
+            frame = read_table(Path(source), data.format, data.csv_delimiter, split=split)
             if column not in frame.columns:
                 raise RefineryError(f"gate.champion.slice_column: column '{column}' not found in {source}")
             frames[source] = frame.set_index("source_row")

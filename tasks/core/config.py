@@ -27,7 +27,7 @@ class DataConfig(_Section):
     name: str = "banking77"
     train_path: str = "data/banking77/train.csv"
     test_path: str | None = "data/banking77/test.csv"
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"  # json: array or JSON Lines
     csv_delimiter: str | None = None
     text_column: str = "text"
     label_column: str = "label"
@@ -135,7 +135,9 @@ class EvaluateConfig(_Section):
 
     batch_size: int = Field(128, gt=0)
     max_new_tokens: int = Field(32, gt=0)  # causal_lm: greedy generation length
-    max_generation_examples: int | None = Field(None, gt=0)  # causal_lm: cap on generated test rows
+    # causal_lm: cap on generated test rows, a sample stratified by label (seeded by `seed`), not the first
+    max_generation_examples: int | None = Field(None, gt=0)
+    seed: int = 0  # the sample of max_generation_examples
     examples_shown: int = Field(20, ge=0)  # causal_lm: rows of the generations table in the artifact
 
 
@@ -150,7 +152,8 @@ class GuardRailSettings(_Section):
 
 
 class ChampionGateConfig(_Section):
-    """Champion–challenger comparison: when a `champion` exists, the challenger must beat it."""
+    """Champion–challenger comparison: when a `champion` exists, the challenger must beat it
+    (`test: superiority`) or be shown no worse than it by more than `margin` (`non_inferiority`)."""
 
     # the difference that is bootstrapped; auto: the task type's first (accuracy for a classifier,
     # exact_match for a causal LM); the task type checks that it scores this metric
@@ -158,10 +161,16 @@ class ChampionGateConfig(_Section):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)  # level of the bootstrap interval
     resamples: int = Field(1000, ge=100)
     seed: int = 0
-    min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # the interval's lower bound must exceed this
+    # superiority: "is the challenger better?"; non_inferiority: "is it at least as good?" (a refresh)
+    test: Literal["superiority", "non_inferiority"] = "superiority"
+    min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # superiority: the interval's lower bound must exceed this
+    margin: float = Field(0.0, ge=0.0, le=1.0)  # non_inferiority: the lower bound must exceed -margin
     max_class_drop: float = Field(0.05, ge=0.0, le=1.0)  # the smallest drop per group that matters
     guard_rails: GuardRailSettings = GuardRailSettings()
     slice_column: str | None = None  # a column of the test data: guard rails per slice, not per class
+    # a champion trained on rows of this run's test split is scored on examples it learned: such a
+    # comparison refuses the challenger unless this is true
+    allow_overlap: bool = False
 
 
 class GateConfig(_Section):

@@ -20,20 +20,6 @@ def fingerprint_files(directory: Path, names: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def files_md5(paths: Iterable[Path]) -> str | None:
-    """`files-md5:<md5>` over the bytes of the files that exist among `paths`; None when none does."""
-    digest = hashlib.md5(usedforsecurity=False)
-    found = False
-    for path in paths:
-        if path.is_file():
-            found = True
-            digest.update(path.name.encode() + b"\0")
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return f"files-md5:{digest.hexdigest()}" if found else None
-
-
 def code_version(*sources: Path) -> str:
     """A short hash of source files: new code, new cache entries and checkpoint keys."""
     digest = hashlib.sha256()

@@ -7,7 +7,23 @@ Both go through the same step functions, so the file names live here, once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+
+def new_run_dir(parent: Path, prefix: str = "") -> Path:
+    """Create and return `parent/<prefix><UTC timestamp>`, a directory no other run has: stamped to
+    the microsecond, and suffixed `-2`, `-3`, ... when a run started in the same instant took it."""
+    parent.mkdir(parents=True, exist_ok=True)
+    name = prefix + datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    for attempt in range(1, 1000):
+        candidate = parent / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            candidate.mkdir()  # atomic: exactly one caller creates a given name
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{parent}: no free run directory named {name}-N")
 
 
 @dataclass(frozen=True)
@@ -19,6 +35,12 @@ class RunLayout:
     @property
     def splits_dir(self) -> Path:
         return self.root / "splits"
+
+    @property
+    def train_rows(self) -> Path:
+        """Hashes of the examples the model learned from (train and validation), one a line: a later
+        run checks that its test rows are not among them (tasks.data.splitting.row_hashes)."""
+        return self.splits_dir / "train_rows.txt"
 
     @property
     def validation_dir(self) -> Path:

@@ -17,7 +17,7 @@ import pandas as pd
 from tasks.core.config import DataConfig
 from tasks.core.errors import DataError
 
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 _PANDAS_BAD_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
@@ -77,8 +77,42 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def read_table(path: Path, fmt: str = "auto", delimiter: str | None = None) -> pd.DataFrame:
-    """Read one data file; adds `source_file` and `source_row`. Errors name the file and line."""
+def _records_frame(path: Path, records: list[object], where: str) -> pd.DataFrame:
+    """A JSON array of objects as a frame; a non-object names its 1-based record number."""
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{path}: {where}record {number}: expected a JSON object, got {type(record).__name__}"
+            )
+    if not records:
+        raise DataError(f"{path}: {where}no records")
+    return pd.DataFrame.from_records(records)
+
+
+def _read_json(path: Path, text: str, split: str) -> pd.DataFrame:
+    """A JSON document: an array of records (Alpaca, LLaMA-Factory), or an object of splits
+    (`{"train": [...], "test": [...]}`, the one named `split` is read); else JSON Lines."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return _read_jsonl(path, text)  # several documents, one a line (or a broken line: named there)
+    if isinstance(document, list):
+        return _records_frame(path, document, "")
+    if isinstance(document, dict) and document and all(isinstance(v, list) for v in document.values()):
+        if split not in document:
+            raise DataError(
+                f"{path}: a JSON object of splits ({', '.join(map(repr, document))}) has no '{split}' split"
+            )
+        return _records_frame(path, document[split], f"split '{split}': ")
+    return _read_jsonl(path, text)  # one record on one line
+
+
+def read_table(
+    path: Path, fmt: str = "auto", delimiter: str | None = None, split: str = "train"
+) -> pd.DataFrame:
+    """Read one data file; adds `source_file` and `source_row`. Errors name the file and line.
+
+    `split`: which split of a JSON object of splits to read (`train` or `test`)."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     fmt = detect_format(path, fmt)
@@ -91,6 +125,8 @@ def read_table(path: Path, fmt: str = "auto", delimiter: str | None = None) -> p
         text = _decode_utf8(path)
         if fmt == "jsonl":
             frame = _read_jsonl(path, text)
+        elif fmt == "json":
+            frame = _read_json(path, text, split)
         else:
             frame = _read_delimited(path, text, delimiter or ("\t" if fmt == "tsv" else ","))
     frame = frame.astype(object).where(frame.notna(), None)
@@ -103,5 +139,7 @@ def read_frames(cfg: DataConfig, root: Path = Path()) -> dict[str, pd.DataFrame]
     """The raw frames: "train", and "test" when the params name a separate test file."""
     files = {"train": cfg.train_path, "test": cfg.test_path}
     return {
-        role: read_table(root / path, cfg.format, cfg.csv_delimiter) for role, path in files.items() if path
+        role: read_table(root / path, cfg.format, cfg.csv_delimiter, split=role)
+        for role, path in files.items()
+        if path
     }

@@ -6,6 +6,7 @@ Every task type's splits are frames with its own columns plus `label` (what stra
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -73,12 +74,27 @@ def split_rows(pool: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, l
     )
 
 
+INPUT_COLUMNS = ("text", "prompt")  # a split's model input: a classifier's text, a causal LM's prompt
+
+
+def row_hashes(frame: pd.DataFrame) -> list[str]:
+    """A short SHA-256 of each row's model input, stripped: the same example in any file or run has
+    the same hash (what a champion was trained on can be checked against a later test split)."""
+    column = next((c for c in INPUT_COLUMNS if c in frame.columns), None)
+    if column is None:
+        return []
+    return [hashlib.sha256(str(v).strip().encode()).hexdigest()[:20] for v in frame[column]]
+
+
 def write_splits(splits: Splits, layout: RunLayout) -> None:
-    """Save the splits as Parquet and the label list as JSON (the validate step's outputs)."""
+    """Save the splits as Parquet, the label list as JSON and the hashes of the rows trained on
+    (train and validation) as text (the validate step's outputs)."""
     layout.splits_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in splits.frames().items():
         frame.to_parquet(layout.splits_dir / f"{name}.parquet", index=False)
     (layout.splits_dir / "labels.json").write_text(json.dumps(splits.labels, indent=1), encoding="utf-8")
+    learned = sorted(set(row_hashes(splits.train)) | set(row_hashes(splits.validation)))
+    layout.train_rows.write_text("".join(f"{h}\n" for h in learned), encoding="utf-8")
 
 
 def read_splits(layout: RunLayout) -> Splits:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.comparison.champion import ChampionComparison
+from tasks.comparison.champion import ChampionComparison, overlap_verdict, question
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import LINEAGE_ROWS
 
@@ -55,9 +55,11 @@ def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
 def _comparison_md(comparison: dict[str, Any]) -> list[str]:
     boot, test = comparison["bootstrap"], comparison["mcnemar"]
     level = f"{boot['confidence']:.0%}"
+    record = ChampionComparison.from_dict(comparison)
     lines = [f"## Champion comparison (version {comparison['champion_version']})", ""]
+    lines += [f"**{question(record).capitalize()}**", ""]
     lines += _rows(
-        ["metric", "champion", "challenger", "delta", f"{level} CI", "min_delta"],
+        ["metric", "champion", "challenger", "delta", f"{level} CI", "lower bound must exceed"],
         [
             [
                 boot["metric"],
@@ -65,11 +67,13 @@ def _comparison_md(comparison: dict[str, Any]) -> list[str]:
                 f"{boot['challenger']:.4f}",
                 f"{boot['delta']:+.4f}",
                 f"[{boot['low']:+.4f}, {boot['high']:+.4f}]",
-                f"{comparison['min_delta']:+.4f}",
+                f"{record.bound:+.4f}",
             ]
         ],
     )
     lines.append(f"\nPaired bootstrap: {boot['resamples']} resamples, seed {boot['seed']}.")
+    if record.overlap_note:
+        lines.append(f"\n{record.overlap_note.capitalize()}{overlap_verdict(record)}.\n")
     if test:
         lines.append(
             f"McNemar: challenger-only right {test['challenger_only']}, champion-only right "

@@ -1,6 +1,6 @@
 """What a registered version must say about where it came from, gathered from the checkout and run.
 
-Git state, the data hash (DVC's when `data.dvc` exists), the params hash, and from the run
+Git state, the content hash of the data files read (tasks.lineage.data), the params hash, and from the run
 directory the validation summary, the tokenizer fingerprint and the base model's identity.
 """
 
@@ -11,13 +11,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tasks.core.config import Params
-from tasks.core.errors import ModelSourceError, RefineryError
+from tasks.core.errors import ModelSourceError
 from tasks.core.files import read_json
-from tasks.core.hashing import files_md5
 from tasks.core.layout import RunLayout
+from tasks.lineage.data import data_hashes
 from tasks.lineage.git import git_output
 from tasks.models.base_models import resolve_base_model, weights_fingerprint
 from tasks.tokenization.cache import META_FILE
@@ -28,6 +26,8 @@ LINEAGE_ROWS = (
     "git_commit",
     "git_dirty",
     "data_hash",
+    "data_hash_train",
+    "data_hash_test",
     "dvc_lock_hash",
     "params_hash",
     "validation",
@@ -55,6 +55,8 @@ class Lineage:
     base_model: str | None = None  # train.base_model as given: a path or a hub id
     base_model_hash: str | None = None  # sha256 of its config and weights files
     prefect_deployment: str | None = None
+    data_hash_train: str | None = None  # md5 of the train file's bytes (DVC's md5 when it is tracked)
+    data_hash_test: str | None = None  # of the separate test file; none when test was split from train
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -62,6 +64,8 @@ class Lineage:
             "git_commit": self.git_commit,
             "git_dirty": str(self.git_dirty).lower(),
             "data_hash": self.data_hash,
+            "data_hash_train": self.data_hash_train or "none",
+            "data_hash_test": self.data_hash_test or "none",
             "prefect_flow_run_id": self.prefect_flow_run_id or "none",
             "params_hash": self.params_hash,
             "dvc_lock_hash": self.dvc_lock_hash or "none",
@@ -71,20 +75,6 @@ class Lineage:
             "base_model_hash": self.base_model_hash or "none",
             "prefect_deployment": self.prefect_deployment or "none",
         }
-
-
-def dvc_data_hash(dvc_file: Path) -> str | None:
-    """The md5 DVC recorded for the outputs of `dvc_file`, or None when there is no such file."""
-    if not dvc_file.is_file():
-        return None
-    try:
-        raw = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise RefineryError(f"{dvc_file}: not valid YAML") from None
-    hashes = [str(out["md5"]) for out in raw.get("outs", []) if isinstance(out, dict) and out.get("md5")]
-    if not hashes:
-        raise RefineryError(f"{dvc_file}: no 'outs[].md5'; run `dvc add` or `dvc commit` again")
-    return "+".join(hashes)
 
 
 def params_hash(params: Params) -> str:
@@ -100,20 +90,18 @@ def current_lineage(
     layout: RunLayout | None = None,
     deployment: str | None = None,
 ) -> Lineage:
-    """Git state, data hash (DVC's when `data.dvc` exists), params hash of this checkout, and with
+    """Git state, the content hash of the data files read, params hash of this checkout, and with
     `layout` the run's validation summary, tokenizer fingerprint and base model identity."""
     commit = git_output(repo_dir, "rev-parse", "HEAD")
     status = git_output(repo_dir, "status", "--porcelain") if commit else None
-    data = params.data
-    data_files = [Path(p) for p in (data.train_path, data.test_path, data.labels_path) if p]
-    data_hash = dvc_data_hash(repo_dir / "data.dvc") or files_md5(
-        [p if p.is_absolute() else repo_dir / p for p in data_files]
-    )
+    hashes = data_hashes(params.data, repo_dir)
     lock = repo_dir / "dvc.lock"
     return Lineage(
         git_commit=commit or UNKNOWN,
         git_dirty=bool(status),
-        data_hash=data_hash or UNKNOWN,
+        data_hash=hashes.combined,
+        data_hash_train=hashes.train,
+        data_hash_test=hashes.test,
         prefect_flow_run_id=flow_run_id,
         params_hash=params_hash(params),
         dvc_lock_hash=hashlib.md5(lock.read_bytes(), usedforsecurity=False).hexdigest()

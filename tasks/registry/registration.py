@@ -67,6 +67,7 @@ def run_files(layout: RunLayout, evaluation_files: list[Path]) -> list[Path]:
     evaluation files)."""
     return [
         layout.splits_dir / "labels.json",
+        *([layout.train_rows] if layout.train_rows.is_file() else []),  # absent in runs made before it
         layout.validation_json,
         layout.validation_md,
         layout.train_metrics,

@@ -34,8 +34,13 @@ def promotion_reason(comparison: ChampionComparison | None) -> str:
     if comparison is None:
         return "auto: gate passed, no champion to compare with"
     boot = comparison.bootstrap
+    verdict = (
+        f"no worse than v{comparison.champion_version} (margin {comparison.margin:.4f})"
+        if comparison.test == "non_inferiority"
+        else f"beats v{comparison.champion_version}"
+    )
     return (
-        f"auto: beats v{comparison.champion_version} on {boot.metric} by {boot.delta:+.4f} "
+        f"auto: {verdict} on {boot.metric} by {boot.delta:+.4f} "
         f"({boot.confidence:.0%} CI [{boot.low:+.4f}, {boot.high:+.4f}]), no guard rail tripped"
     )
 

@@ -135,7 +135,10 @@ def log_record(
     now = int(time.time() * 1000)
     metrics = history_metrics(pd.read_csv(layout.train_history), now)
     metrics += summary_metrics(read_json(layout.eval_metrics), "test_", now)
-    metrics += summary_metrics(read_json(layout.train_metrics), "train.", now)
+    training = read_json(layout.train_metrics)
+    metrics += summary_metrics(training, "train.", now)
+    # 1 when a finished training with the same key was reused instead of trained (train.reuse_trained)
+    metrics.append(Metric("train.reused", 1.0 if training.get("reused") else 0.0, now, 0))
     tags = {
         **lineage.tags(),
         "mlflow.source.git.commit": lineage.git_commit,

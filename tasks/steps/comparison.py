@@ -8,16 +8,45 @@ alone decide.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
 from tasks.comparison.champion import ChampionComparison
+from tasks.comparison.overlap import Overlap, by_data_hashes, by_rows
 from tasks.core.config import Params
 from tasks.core.files import write_json
 from tasks.core.layout import RunLayout
+from tasks.data.splitting import row_hashes
+from tasks.lineage.data import data_hashes
 from tasks.lineage.record import LINEAGE_ROWS
 from tasks.registry.promotion import CHAMPION, champion_version
 from tasks.registry.tracking import effective_tracking_uri, store_exists, tracking_to
 from tasks.task_types import task_type_for
+
+SPLITS_ARTIFACTS = "splits"  # where a run's split files are logged (tasks.registry.registration.run_files)
+
+
+def champion_overlap(
+    client: MlflowClient, tags: dict[str, str], params: Params, layout: RunLayout
+) -> Overlap:
+    """How many of this run's test rows the champion trained on: by the row hashes its run logged
+    (`splits/train_rows.txt`), else by its recorded data hashes."""
+    test_hashes = row_hashes(pd.read_parquet(layout.splits_dir / "test.parquet"))
+    run_id = tags.get("mlflow_run_id")
+    if run_id:
+        with tempfile.TemporaryDirectory(prefix="refinery-champion-rows-") as tmp:
+            try:
+                path = client.download_artifacts(run_id, f"{SPLITS_ARTIFACTS}/{layout.train_rows.name}", tmp)
+            except (MlflowException, OSError):
+                path = None  # a champion logged before row hashes existed
+            if path is not None:
+                return by_rows(test_hashes, set(Path(path).read_text(encoding="utf-8").split()))
+    return by_data_hashes(len(test_hashes), data_hashes(params.data).test, tags)
 
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
@@ -34,7 +63,8 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
                 version, tags = found
                 stats = task_type.compare(params, layout, f"models:/{name}/{version}")
                 lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
-                comparison = ChampionComparison.build(version, lineage, stats, cfg)
+                overlap = champion_overlap(client, tags, params, layout)
+                comparison = ChampionComparison.build(version, lineage, stats, cfg, overlap)
     if comparison is None:
         reason = f"no '{CHAMPION}' alias on {name}"
         layout.champion_predictions_csv.unlink(missing_ok=True)

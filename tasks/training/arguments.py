@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments
+from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
 from tasks.core.config import TrainConfig
 from tasks.core.errors import ConfigError
@@ -61,16 +61,38 @@ def cuda_has_tf32() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
 
 
-def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
+def evaluates(validation_rows: int) -> bool:
+    """Whether training can evaluate: with no validation examples (`data.validation_fraction: 0`, or a
+    dataset too small to give any) it trains without evaluation or early stopping, and says so."""
+    if validation_rows == 0:
+        log.warning(
+            "the validation split is empty (data.validation_fraction): training without evaluation "
+            "or early stopping, on the last step's weights"
+        )
+    return validation_rows > 0
+
+
+def early_stopping(cfg: TrainConfig, evaluate: bool) -> list[TrainerCallback]:
+    """The early-stopping callback `train.early_stopping_patience` asks for, when training evaluates."""
+    return (
+        [EarlyStoppingCallback(cfg.early_stopping_patience)]
+        if evaluate and cfg.early_stopping_patience
+        else []
+    )
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -> TrainingArguments:
     """Map params onto `TrainingArguments`, in the precision `train.precision` resolves to here."""
-    return TrainingArguments(**argument_values(cfg, output_dir))
+    return TrainingArguments(**argument_values(cfg, output_dir, evaluate))
 
 
-def argument_values(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
-    """The `TrainingArguments` fields params set (also the base of TRL's `SFTConfig`)."""
+def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -> dict[str, Any]:
+    """The `TrainingArguments` fields params set (also the base of TRL's `SFTConfig`); `evaluate`
+    False: no validation split, so no evaluation and no best-model selection."""
     cuda = torch.cuda.is_available()
     precision = resolved_precision(cfg)
-    best = None if cfg.early_stopping_patience is None else f"eval_{cfg.metric_for_best_model}"
+    stops = evaluate and cfg.early_stopping_patience is not None
+    best = f"eval_{cfg.metric_for_best_model}" if stops else None
     return dict(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
@@ -83,7 +105,7 @@ def argument_values(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         seed=cfg.seed,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        eval_strategy=cfg.eval_strategy,
+        eval_strategy=cfg.eval_strategy if evaluate else "no",
         save_strategy=cfg.eval_strategy,
         eval_steps=cfg.eval_steps,
         save_steps=cfg.eval_steps if cfg.eval_steps is not None else 500,

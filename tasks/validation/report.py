@@ -55,7 +55,8 @@ class ExpectationOutcome:
         if more > 0:
             shown = f"{shown}; ... {more} more" if shown else f"{more} unexpected"
         if not shown:
-            shown = "column missing" if self.expectation == "expect_column_to_exist" else "failed"
+            # no offending rows (an aggregate, e.g. a count of classes): say what was expected
+            shown = "column missing" if self.expectation == "expect_column_to_exist" else self.why
         return f"{self.name} on {self.file}{column} ({shown})"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: 
     params = _params(tmp_path)
     layout = build_run_dir(tmp_path / "run", PASSED)
     lineage = _lineage(params, tmp_path)
-    assert lineage.git_commit == "unknown" and lineage.data_hash.startswith("files-md5:")
+    assert lineage.git_commit == "unknown" and lineage.data_hash.startswith("md5:")
 
     result = log_and_register(params, layout, PASSED, lineage)
 
@@ -190,7 +191,7 @@ def test_on_fail_fail_raises_after_logging_the_reasons(tmp_path: Path) -> None:
     assert json.loads(layout.registration_json.read_text(encoding="utf-8"))["run_id"] == run.info.run_id
 
 
-def test_lineage_reads_git_and_prefers_the_dvc_hash(tmp_path: Path) -> None:
+def test_lineage_reads_git_and_hashes_the_data_read_never_data_dvc(tmp_path: Path) -> None:
     params = _params(tmp_path)
     (tmp_path / "data.dvc").write_text(
         "outs:\n- md5: 02b6cfdf486795fe109da9d564fdc3cd.dir\n  size: 10\n  nfiles: 3\n"
@@ -205,7 +206,10 @@ def test_lineage_reads_git_and_prefers_the_dvc_hash(tmp_path: Path) -> None:
 
     lineage = current_lineage(params, repo_dir=tmp_path)
 
-    assert lineage.data_hash == "02b6cfdf486795fe109da9d564fdc3cd.dir"
+    # data.dvc tracks other data: the hash is of the train file this run read
+    train_md5 = hashlib.md5((tmp_path / "data" / "train.csv").read_bytes()).hexdigest()
+    assert lineage.data_hash == f"md5:{train_md5}" == lineage.data_hash_train
+    assert lineage.tags()["data_hash_test"] == "none"
     assert lineage.git_commit == head.strip() and lineage.git_dirty  # data/train.csv is untracked
     assert lineage.prefect_flow_run_id is None and lineage.tags()["prefect_flow_run_id"] == "none"
     assert lineage.params_hash == current_lineage(_params(tmp_path)).params_hash

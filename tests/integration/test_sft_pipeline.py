@@ -102,7 +102,7 @@ def test_lora_loss_falls_and_the_merged_model_generates(tmp_path: Path, tiny_lm:
 
 @pytest.mark.usefixtures("prefect_api", "mlflow_isolated")
 def test_flow_registers_a_generating_model_merged_and_as_adapter(
-    tmp_path: Path, tiny_lm: Path, sample: pd.DataFrame
+    tmp_path: Path, tiny_lm: Path, sample: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params_path = sft_params(tmp_path, tiny_lm, sample)
     result = finetune(params_path=str(params_path), workdir=str(tmp_path / "run"))
@@ -131,6 +131,16 @@ def test_flow_registers_a_generating_model_merged_and_as_adapter(
         ["lost my card", "exchange rate"]
     )
     assert len(merged) == 2 and all(isinstance(text, str) for text in merged)
+
+    # LoRA is initialised after the seed: retraining version 1 from its record gives identical metrics
+    from tasks.cli.main import main
+
+    code = main(
+        ["reproduce", "tiny-sft", "--version", "1", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    )
+    reproduced = capsys.readouterr().out
+    assert code == 0 and "Result: identical test metrics" in reproduced, reproduced
+    assert "exact_match" in reproduced and "perplexity" in reproduced
 
     adapter_params = load_params(params_path, {"register.causal_lm_format": "adapter"})
     registered = registration.register_step(adapter_params, layout)

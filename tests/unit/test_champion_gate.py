@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.comparison.champion import ChampionComparison, read_comparison
+from tasks.comparison.champion import ChampionComparison, ComparisonStats, read_comparison
 from tasks.comparison.guard_rails import GroupCheck
 from tasks.comparison.statistics import BootstrapResult, McNemarResult, compare_predictions
 from tasks.core.config import ChampionGateConfig, GateConfig, Params, parse_params
@@ -255,3 +255,133 @@ def test_version_description_stays_within_mlflow_limits() -> None:
     text = version_description(report, "runs:/r/gate_report.md")
     assert len(text) <= 4900 and text.startswith("# Gate report: intent version 7")
     assert "## Decision: **PASSED**" in text and text.rstrip().endswith("`runs:/r/gate_report.md`")
+
+
+def non_inferiority(low: float, margin: float) -> ChampionComparison:
+    """`comparison(low)` asked as non-inferiority within `margin`."""
+    base = comparison(low=low)
+    return ChampionComparison.from_dict({**base.to_dict(), "test": "non_inferiority", "margin": margin})
+
+
+def test_superiority_is_the_default_question_and_says_so_in_plain_words() -> None:
+    assert ChampionGateConfig().test == "superiority" and ChampionGateConfig().margin == 0.0
+    decision = decide(METRICS, GateConfig(), comparison(low=-0.004))
+    assert not decision.passed
+    assert decision.reasons[len(METRICS)] == (
+        "question (superiority, gate.champion.test): is the challenger better than champion v3 on accuracy "
+        "by more than +0.0000? no: the 95% interval of challenger - champion reaches down to or below "
+        "+0.0000 (gate.champion.min_delta)"
+    )
+
+
+def test_non_inferiority_passes_when_the_lower_bound_clears_minus_the_margin() -> None:
+    passed = decide(METRICS, GateConfig(), non_inferiority(low=-0.004, margin=0.01))
+    assert passed.passed
+    assert any("lower bound -0.0040 > -margin -0.0100" in r for r in passed.reasons)
+    assert any(
+        r.startswith("question (non-inferiority, gate.champion.test): is the challenger at least as good")
+        and "within a margin of 0.0100? yes" in r
+        for r in passed.reasons
+    )
+    assert passed.checks["champion.accuracy_delta"]["threshold"] == -0.01
+    refused = decide(METRICS, GateConfig(), non_inferiority(low=-0.02, margin=0.01))
+    assert not refused.passed
+    assert any("lower bound -0.0200 <= -margin -0.0100" in r for r in refused.reasons)
+    assert any("? no: the 95% interval" in r for r in refused.reasons)
+
+
+def test_non_inferiority_is_configured_and_reported() -> None:
+    params = parse_params({"gate": {"champion": {"test": "non_inferiority", "margin": 0.01}}})
+    assert params.gate.champion.test == "non_inferiority" and params.gate.champion.margin == 0.01
+    with pytest.raises(Exception, match=r"'gate.champion.test'"):
+        parse_params({"gate": {"champion": {"test": "equivalence"}}})
+    with pytest.raises(Exception, match=r"'gate.champion.margin'"):
+        parse_params({"gate": {"champion": {"margin": -0.1}}})
+    compared = non_inferiority(low=-0.004, margin=0.01)
+    assert read_comparison_roundtrip(compared) == compared
+    decision = decide(METRICS, GateConfig(), compared)
+    challenger = {"version": "4", "mlflow_run_id": "r", "lineage": {}}
+    report = build_report("m", METRICS, decision, compared, challenger, {"policy": "auto", "outcome": "x"})
+    text = report_markdown(report)
+    assert "**Question (non-inferiority, gate.champion.test): is the challenger at least as good" in text
+    assert "| accuracy | 0.8500 | 0.9000 | +0.0500 | [-0.0040, +0.0960] | -0.0100 |" in text
+    assert promotion_reason(compared).startswith("auto: no worse than v3 (margin 0.0100) on accuracy")
+
+
+def read_comparison_roundtrip(compared: ChampionComparison) -> ChampionComparison:
+    return ChampionComparison.from_dict(json.loads(json.dumps(compared.to_dict())))
+
+
+def test_a_champion_label_the_challenger_lacks_counts_wrong_and_stays_out_of_other_rows() -> None:
+    from tasks.task_types.classification.comparison import label_ids
+
+    labels = ["a", "b", "c"]
+    champion = label_ids(["retired", "a", "b", "b", "c", "retired"], labels)  # "retired": not in labels
+    assert champion.tolist() == [-1, 0, 1, 1, 2, -1]
+    refs = np.array([0, 0, 1, 1, 2, 2])  # -1 on a row of class 0 (r = 0) and of class 2 (r - 1 = 2)
+    classes = ["a", "a", "b", "b", "c", "c"]
+    cfg = ChampionGateConfig(metric="f1_macro", resamples=100, seed=3)
+    boot, test, groups = compare_predictions(refs, champion, refs.copy(), 3, classes, cfg, "f1_macro")
+    # class a: 1 of 2 right, no false positive; b: perfect; c: 1 of 2 right; nothing lands in a or c's column
+    assert boot.champion == pytest.approx((2 / 3 + 1.0 + 2 / 3) / 3)
+    assert test.challenger_only == 2 and test.champion_only == 0
+    assert [g.champion for g in groups] == [0.5, 1.0, 0.5]
+    boot_acc, _, _ = compare_predictions(refs, champion, refs.copy(), 3, classes, cfg, "accuracy")
+    assert boot_acc.champion == pytest.approx(4 / 6)
+
+
+def test_predictions_round_trip_through_csv_as_written(tmp_path: Path) -> None:
+    from tasks.task_types.classification.comparison import label_ids, read_predictions
+
+    path = tmp_path / "predictions.csv"
+    pd.DataFrame({"text": ["x", "y", "z"], "prediction": ["007", "7", "NA"]}).to_csv(path, index=False)
+    mine = read_predictions(path)
+    assert mine["prediction"].tolist() == ["007", "7", "NA"]
+    assert label_ids(mine["prediction"].tolist(), ["007", "7", "NA"]).tolist() == [0, 1, 2]
+
+
+def test_a_champion_trained_on_test_rows_cannot_promote_unless_allowed() -> None:
+    from tasks.comparison.overlap import Overlap
+
+    def compared(overlap: Overlap, allow: bool = False) -> ChampionComparison:
+        base = comparison(low=0.02)
+        return ChampionComparison.build(
+            "3", base.champion_tags,
+            ComparisonStats(base.bootstrap, base.mcnemar, base.groups, "class", "recall"),
+            ChampionGateConfig(allow_overlap=allow), overlap=overlap,
+        )  # fmt: skip
+
+    leaked = compared(Overlap(12, 40, "row hashes"))
+    refused = decide(METRICS, GateConfig(), leaked)
+    assert not refused.passed and refused.checks["champion.overlap"] == {"value": 12.0, "passed": False}
+    assert (
+        "overlap: champion v3 was trained on 12 of the 40 test rows (row hashes): it is scored on examples "
+        "it learned; this comparison cannot promote (set gate.champion.allow_overlap: true to accept it)"
+    ) in refused.reasons
+    allowed = decide(METRICS, GateConfig(), compared(Overlap(12, 40, "row hashes"), allow=True))
+    assert allowed.passed and any(
+        r.endswith("allowed (gate.champion.allow_overlap: true)") for r in allowed.reasons
+    )
+    clean = decide(METRICS, GateConfig(), compared(Overlap(0, 40, "row hashes")))
+    assert (
+        clean.passed
+        and "overlap: none of the 40 test rows is among champion v3's training rows (row hashes)"
+        in (clean.reasons)
+    )
+    assert ChampionComparison.from_dict(json.loads(json.dumps(leaked.to_dict()))) == leaked
+    report = build_report(
+        "m", METRICS, refused, leaked, {"version": None, "lineage": {}}, {"policy": "auto", "outcome": "-"}
+    )
+    assert "Overlap: champion v3 was trained on 12 of the 40 test rows" in report_markdown(report)
+
+
+def test_overlap_by_row_and_by_data_hashes() -> None:
+    from tasks.comparison.overlap import by_data_hashes, by_rows
+    from tasks.data.splitting import row_hashes
+
+    test = pd.DataFrame({"text": ["lost my card", " where is my card ", "hello"]})
+    trained = set(row_hashes(pd.DataFrame({"text": ["where is my card", "top up"]})))
+    assert by_rows(row_hashes(test), trained).rows == 1  # stripped texts match
+    assert by_data_hashes(3, "md5:t", {"data_hash_train": "md5:t"}).rows == 3
+    assert by_data_hashes(3, "md5:t", {"data_hash_train": "md5:other"}).rows is None
+    assert by_data_hashes(3, "none", {}).method == "the champion recorded neither row nor data-file hashes"

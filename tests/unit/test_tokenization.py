@@ -133,3 +133,29 @@ def test_two_runs_building_one_key_concurrently_both_succeed(model_dir: Path, tm
     assert len(results) == 2 and all(path == tmp_path / "k" for path, _ in results)
     assert [p.name for p in tmp_path.iterdir()] == ["k"]
     assert load_from_disk(str(tmp_path / "k"))["test"].num_rows == 20_000
+
+
+def test_only_texts_longer_than_max_length_count_as_truncated(model_dir: Path, tmp_path: Path) -> None:
+    longest = max(len(ids) for ids in load_tokenizer(model_dir)(TEXTS)["input_ids"])
+    fits = TokenizeConfig(cache_dir=str(tmp_path / "a"), max_length=longest)
+    _, meta = tokenize_cached(_splits(TEXTS), model_dir, fits)
+    assert meta["truncated_examples"] == 0  # the longest text has exactly max_length tokens: not cut
+    cut = TokenizeConfig(cache_dir=str(tmp_path / "b"), max_length=longest - 1)
+    path, meta = tokenize_cached(_splits(TEXTS), model_dir, cut)
+    assert meta["truncated_examples"] == 1  # "exchange rate ...": in train only (validation/test: first 2-3)
+    assert "truncated" not in load_from_disk(str(path))["train"].column_names
+
+
+def test_cache_key_changes_with_the_tokenizers_and_transformers_versions(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tokenizers
+    import transformers
+
+    cfg = TokenizeConfig()
+    base = cache_key(_splits(TEXTS), model_dir, cfg)
+    monkeypatch.setattr(transformers, "__version__", "0.0.1")
+    assert cache_key(_splits(TEXTS), model_dir, cfg) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(tokenizers, "__version__", "0.0.1")
+    assert cache_key(_splits(TEXTS), model_dir, cfg) != base

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from tasks.core.config import EvaluateConfig, Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
+from tasks.data.splitting import split_off
 from tasks.metrics.loading import load_metric
 from tasks.task_types.causal_lm.templating import IGNORE, load_chat_tokenizer, render
 from tasks.task_types.causal_lm.training import collator
@@ -105,8 +106,13 @@ def score_generations(
 
 
 def generation_rows(test: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
-    """The test rows generations are scored on: all of them, or the first `max_generation_examples`."""
-    return test if cfg.max_generation_examples is None else test.head(cfg.max_generation_examples)
+    """The test rows generations are scored on: all of them, or `max_generation_examples` of them
+    sampled with `evaluate.seed`, stratified by label (a test file grouped by class would otherwise
+    score only its first classes). The champion comparison takes the same rows."""
+    if cfg.max_generation_examples is None or cfg.max_generation_examples >= len(test):
+        return test
+    _, sample = split_off(test, cfg.max_generation_examples, cfg.seed, "evaluate.max_generation_examples")
+    return sample
 
 
 def generate_answers(

@@ -17,7 +17,6 @@ from datasets import DatasetDict
 from transformers import (
     AutoModelForCausalLM,
     DataCollatorForSeq2Seq,
-    EarlyStoppingCallback,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -30,7 +29,7 @@ from tasks.core.config import TrainConfig
 from tasks.core.layout import RunLayout
 from tasks.models.lora import ADAPTER_DIR, apply_lora, quantization_config, save_trained
 from tasks.task_types.causal_lm.templating import IGNORE, load_chat_tokenizer
-from tasks.training.arguments import argument_values
+from tasks.training.arguments import argument_values, early_stopping, evaluates
 from tasks.training.checkpoints import fit
 
 
@@ -51,7 +50,9 @@ def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
     return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True, return_tensors="pt")
 
 
-def sft_config(cfg: TrainConfig, output_dir: Path, pack_length: int | None) -> SFTConfig:
+def sft_config(
+    cfg: TrainConfig, output_dir: Path, pack_length: int | None, evaluate: bool = True
+) -> SFTConfig:
     """TRL's config from the shared Trainer arguments; TRL's own defaults (bf16, checkpointing,
     truncation at 1024) replaced by ours: the tokenize step already cut at max_length.
 
@@ -59,7 +60,7 @@ def sft_config(cfg: TrainConfig, output_dir: Path, pack_length: int | None) -> S
     """
     packing = pack_length is not None
     return SFTConfig(
-        **argument_values(cfg, output_dir),
+        **argument_values(cfg, output_dir, evaluate),
         activation_checkpointing=False,
         max_length=pack_length,
         packing=packing,
@@ -88,18 +89,16 @@ def train_causal_lm(
     set_seed(cfg.seed)  # LoRA's adapters are initialised here, before the Trainer seeds
     # packs as long as the longest train example: max_length, unless tokenize.max_length is longer
     longest = max((len(ids) for ids in tokenized["train"]["input_ids"]), default=0)
+    evaluate = evaluates(len(tokenized["validation"]))
     trainer = SFTTrainer(
         model=load_causal_model(model_dir, tokenizer, cfg),
-        args=sft_config(cfg, output_dir, longest if packing else None),
+        args=sft_config(cfg, output_dir, longest if packing else None, evaluate),
         train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"] if len(tokenized["validation"]) else None,
+        eval_dataset=tokenized["validation"] if evaluate else None,
         processing_class=tokenizer,
-        callbacks=[
-            *([EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []),
-            *(callbacks or []),
-        ],
+        callbacks=[*early_stopping(cfg, evaluate), *(callbacks or [])],
     )
-    return trainer, fit(trainer, cfg, output_dir)
+    return trainer, {**fit(trainer, cfg, output_dir), "validation_examples": len(tokenized["validation"])}
 
 
 def save_causal_lm(trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:

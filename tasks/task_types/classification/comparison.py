@@ -8,6 +8,7 @@ the paired predictions give the bootstrap, McNemar and per-class (or per-slice) 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,13 +44,24 @@ def score_champion(
     return names[predictions], confidence
 
 
+def label_ids(names: list[str] | np.ndarray, labels: list[str]) -> np.ndarray:
+    """Label names as this run's ids; a name outside `labels` (a class only the champion knows) is
+    -1, which matches no reference: counted wrong, never in another class's row."""
+    label_ids = {name: i for i, name in enumerate(labels)}
+    return np.asarray([label_ids.get(str(name), -1) for name in names], dtype=np.int64)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """The evaluate step's predictions, every cell as written: a label such as `007` stays `007`."""
+    return pd.read_csv(path, keep_default_na=False, dtype=str)
+
+
 def compare_champion(params: Params, layout: RunLayout, model_uri: str, metric: str) -> ComparisonStats:
     """Score the champion at `model_uri` on the test split and compare it with this run's predictions."""
     cfg = params.gate.champion
     labels: list[str] = json.loads((layout.splits_dir / "labels.json").read_text(encoding="utf-8"))
-    label_ids = {name: i for i, name in enumerate(labels)}
     test = pd.read_parquet(layout.splits_dir / "test.parquet")
-    mine = pd.read_csv(layout.predictions_csv, keep_default_na=False)
+    mine = read_predictions(layout.predictions_csv)
     max_length = int(tokenized_meta(layout)["max_length"])
     names, confidence = score_champion(
         model_uri, test["text"].tolist(), max_length, params.evaluate.batch_size
@@ -60,8 +72,8 @@ def compare_champion(params: Params, layout: RunLayout, model_uri: str, metric: 
     )
     champion_rows.to_csv(layout.champion_predictions_csv, index=False)
     references = test["label_id"].to_numpy(dtype=np.int64)
-    challenger = np.asarray([label_ids.get(str(n), -1) for n in mine["prediction"]], dtype=np.int64)
-    champion = np.asarray([label_ids.get(str(n), -1) for n in names], dtype=np.int64)  # unknown: wrong
+    challenger = label_ids(mine["prediction"].tolist(), labels)
+    champion = label_ids(names, labels)  # a label this run lacks: wrong
     groups = (
         slice_values(test, cfg.slice_column, params.data)
         if cfg.slice_column

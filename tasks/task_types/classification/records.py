@@ -17,8 +17,21 @@ from tasks.data.splitting import Splits, split_rows
 
 
 def as_label(value: object) -> str:
+    """A label value as the name the model uses: `7`, `7.0` and `" 7"` are all `"7"`; `"007"` stays."""
     text = str(value).strip()
     return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
+
+
+def normalise_labels(frames: dict[str, pd.DataFrame], label_column: str) -> dict[str, pd.DataFrame]:
+    """The frames with their label column as label names (missing labels stay missing), so the data
+    contract and the splits compare the same values whatever the file format wrote (int, float, str)."""
+    out = {}
+    for key, frame in frames.items():
+        if label_column in frame.columns:
+            labels = frame[label_column].map(lambda v: None if v is None or pd.isna(v) else as_label(v))
+            frame = frame.assign(**{label_column: labels.astype(object)})
+        out[key] = frame
+    return out
 
 
 def label_names(train_labels: pd.Series, labels_path: Path | None) -> list[str]:

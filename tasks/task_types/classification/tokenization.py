@@ -55,6 +55,7 @@ def tokenize_splits(
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
         encoded["labels"] = batch["label_id"]
+        encoded[TRUNCATED] = cut_off(tokenizer, batch["text"], encoded, max_length)
         return dict(encoded)
 
     out = {}
@@ -74,6 +75,20 @@ def tokenize_splits(
     return DatasetDict(out)
 
 
+TRUNCATED = "truncated"
+"""A column of each tokenized split: whether the text lost tokens at max_length (the tokenizer's own
+overflow, so a text of exactly max_length tokens is not counted)."""
+
+
+def cut_off(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], encoded: Any, max_length: int
+) -> list[bool]:
+    """Whether each text was cut: a fast tokenizer keeps the overflow; else the uncut length decides."""
+    if encoded.encodings is not None:
+        return [bool(encoding.overflowing) for encoding in encoded.encodings]
+    return [len(ids) > max_length for ids in tokenizer(texts, truncation=False)["input_ids"]]
+
+
 def _fingerprint(name: str, frame: Any, tokenizer: PreTrainedTokenizerBase, max_length: int) -> str:
     """A deterministic `datasets` fingerprint of one tokenized split, from what it is made of."""
     version = code_version(Path(__file__))
@@ -91,8 +106,5 @@ def tokenize(splits: Splits, model_dir: Path, cfg: TokenizeConfig) -> tuple[Data
         splits.train["text"].tolist(), tokenizer, cfg, model_max_length(tokenizer, model_dir)
     )
     dataset = tokenize_splits(splits, tokenizer, max_length, cfg)
-    truncated = sum(
-        int(np.sum(np.asarray([len(ids) for ids in dataset[name]["input_ids"]]) >= max_length))
-        for name in dataset
-    )
-    return dataset, {"max_length": max_length, "truncated_examples": truncated}
+    truncated = sum(int(np.sum(dataset[name][TRUNCATED])) for name in dataset)
+    return dataset.remove_columns(TRUNCATED), {"max_length": max_length, "truncated_examples": truncated}

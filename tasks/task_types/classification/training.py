@@ -12,7 +12,6 @@ from datasets import DatasetDict
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
-    EarlyStoppingCallback,
     EvalPrediction,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -24,7 +23,7 @@ from transformers.trainer_utils import set_seed
 from tasks.core.config import LoraSettings, TrainConfig
 from tasks.models.lora import apply_lora, quantization_config
 from tasks.task_types.classification.evaluation import classification_metrics
-from tasks.training.arguments import training_arguments
+from tasks.training.arguments import early_stopping, evaluates, training_arguments
 from tasks.training.checkpoints import fit
 
 
@@ -64,17 +63,15 @@ def train_classifier(
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train (resuming an interrupted run in `output_dir`), return the trainer and a summary."""
     set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
+    evaluate = evaluates(len(tokenized["validation"]))
     trainer = Trainer(
         model=load_base_model(model_dir, labels, cfg.lora),
-        args=training_arguments(cfg, output_dir),
+        args=training_arguments(cfg, output_dir, evaluate),
         train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"] if len(tokenized["validation"]) else None,
+        eval_dataset=tokenized["validation"] if evaluate else None,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=_compute_metrics(len(labels)),
-        callbacks=[
-            *([EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []),
-            *(callbacks or []),
-        ],
+        callbacks=[*early_stopping(cfg, evaluate), *(callbacks or [])],
     )
-    return trainer, fit(trainer, cfg, output_dir)
+    return trainer, {**fit(trainer, cfg, output_dir), "validation_examples": len(tokenized["validation"])}

@@ -85,6 +85,11 @@ def _file_checks(
         # missing targets: an unlabelled row cannot be trained on
         checks.append(on("label_not_null", label, gxe.ExpectColumnValuesToNotBeNull(column=label),
                          "every row needs a label"))  # fmt: skip
+        if key == "train":
+            # one class is no classifier: it would predict that class for every text
+            two = gxe.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2)
+            why = f"train needs at least two classes in '{label}' (data.label_column)"
+            checks.append(on("at_least_two_classes", label, two, why))
         if known_labels is not None:
             # typos in labels silently create new classes
             checks.append(on("labels_in_known_set", label,
