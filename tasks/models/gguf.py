@@ -146,6 +146,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
         plain.save_pretrained(staging, safe_serialization=True)
         _tidy_tokenizer(tokenizer, plain.config.max_position_embeddings)
         tokenizer.save_pretrained(staging)
+        _readable_as_umask_allows(staging)
         record = {
             "source_file": str(gguf_path),
             "source_sha256": sha256_file(gguf_path),
@@ -173,6 +174,19 @@ def _tidy_tokenizer(tokenizer: Any, max_length: int) -> None:
     tokenizer.init_kwargs["model_max_length"] = max_length
     for key in ("is_local", "local_files_only", "gguf_file"):
         tokenizer.init_kwargs.pop(key, None)
+
+
+def _readable_as_umask_allows(directory: Path) -> None:
+    """Give every file the mode a plain `open()` would (0666 less the umask).
+
+    The weights come out of `save_pretrained` as 0600 (written through a private temporary file),
+    so a cache shared by a team, or served from another user, could not read them.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in directory.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def _publish(staging: Path, out_dir: Path) -> None:

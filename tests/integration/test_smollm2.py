@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -91,6 +92,10 @@ def test_converted_directory_is_plain_and_complete(smollm2: Converted) -> None:
     assert (smollm2.directory / "model.safetensors").is_file()
     assert gguf_models.is_complete(smollm2.directory)
     assert not list(smollm2.directory.parent.glob(".*staging*"))
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in smollm2.directory.iterdir()}
+    assert modes == dict.fromkeys(modes, oct(0o666 & ~umask))  # the weights were 0600
 
 
 def test_converted_logits_equal_the_gguf_models(smollm2: Converted) -> None:
