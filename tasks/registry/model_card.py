@@ -7,11 +7,18 @@ from dataclasses import dataclass
 from tasks.core.config import Params
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import Lineage
+from tasks.models.gguf import MODEL_LICENCES
 from tasks.registry.tracking import flatten_params
 
 BANKING77_ATTRIBUTION = (
     "BANKING77 dataset by PolyAI, CC BY 4.0 (https://huggingface.co/datasets/PolyAI/banking77)."
 )
+
+
+def base_model_line(spec: str) -> str:
+    """The base model and, for the packaged ones, its licence and citation."""
+    licence = MODEL_LICENCES.get(spec)
+    return f"- `{spec}`: {licence}" if licence else f"- `{spec}`: under its own licence (see its model card)"
 
 
 def _table(rows: dict[str, str], header: tuple[str, str]) -> str:
@@ -58,6 +65,9 @@ def render_model_card(
 - Examples: {", ".join(f"{split} {n}" for split, n in facts.sizes.items())}
 - Labels: {", ".join(labels)}
 {f"- Attribution: {attribution}" if attribution else ""}
+
+## Base model
+{base_model_line(params.train.base_model)}
 
 ## Parameters
 {_table(flatten_params(params), ("param", "value"))}

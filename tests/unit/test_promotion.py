@@ -1,4 +1,4 @@
-"""The pure parts of registry management: hash shortening, the versions table, messages."""
+"""The pure parts of registry management: hash shortening, the versions table, messages, card lines."""
 
 from __future__ import annotations
 
@@ -34,3 +34,13 @@ def test_messages_say_where_the_aliases_point() -> None:
     assert (
         AliasChange("m", "2", "1", False).message() == "m: version 2 is already 'champion'; nothing changed"
     )
+
+
+def test_model_card_cites_the_licence_of_a_packaged_base_model() -> None:
+    from tasks.registry.model_card import base_model_line
+
+    smollm2 = base_model_line("smollm2-135m")
+    assert "Apache-2.0" in smollm2 and "HuggingFaceTB" in smollm2 and "arXiv:2502.02737" in smollm2
+    assert "dequantized to fp32" in smollm2
+    assert "Apache-2.0" in base_model_line("minilm")
+    assert base_model_line("/models/mine") == "- `/models/mine`: under its own licence (see its model card)"

@@ -211,3 +211,26 @@ def test_validation_reports_a_truncated_away_response_with_its_row(model_dir: Pa
     assert "train.jsonl:2 '0'" in failed["responses_survive_truncation"].describe(10)
     assert [row.row for row in failed["output_not_empty"].offending] == [3]
     assert "responses_survive_truncation on train.jsonl" in result.failure_message(10)
+
+
+def test_padding_with_the_eos_token_still_teaches_the_model_to_stop(model_dir: Path, tmp_path: Path) -> None:
+    """SmolLM2 pads with its end-of-turn token: padding must be masked by position, not by id."""
+    import shutil
+
+    same_pad = tmp_path / "pad-is-eos"
+    shutil.copytree(model_dir, same_pad)
+    tokenizer = load_chat_tokenizer(model_dir)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(str(same_pad))
+    eos = tokenizer.eos_token_id
+    longer = [{"role": "user", "content": "when will my card arrive be brief"}, CHAT[1]]
+    short, long = (encode_example(tokenizer, messages, None) for messages in (CHAT, longer))
+    assert short.labels[-1] == long.labels[-1] == eos  # each response ends with a learned EOS
+
+    trainer = _sft_trainer(same_pad, tmp_path, [short, long], pack_length=None)
+    assert trainer.processing_class.pad_token_id == eos
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    padding = len(long.input_ids) - len(short.input_ids)
+    assert batch["input_ids"][0].tolist() == short.input_ids + [eos] * padding
+    assert batch["labels"][0].tolist() == short.labels + [IGNORE] * padding  # the real EOS keeps its label
+    assert batch["labels"][1].tolist() == long.labels

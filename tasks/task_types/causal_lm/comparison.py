@@ -48,7 +48,8 @@ def load_champion_lm(model_uri: str) -> tuple[Any, Any]:
 def compare_generations(params: Params, layout: RunLayout, model_uri: str, metric: str) -> ComparisonStats:
     """Generate with the champion at `model_uri` on the evaluate step's prompts; compare the scores."""
     cfg = params.gate.champion
-    rows = generation_rows(pd.read_parquet(layout.splits_dir / "test.parquet"), params.evaluate)
+    test = pd.read_parquet(layout.splits_dir / "test.parquet")
+    rows = generation_rows(test, params.evaluate)
     references = [str(r) for r in rows["reference"]]
     text = {"prompt": str, "reference": str, "output": str}
     mine = pd.read_csv(layout.generations_csv, keep_default_na=False, dtype=text)

@@ -4,12 +4,16 @@ Eval loss is the mean cross-entropy over response tokens (the same masking as tr
 perplexity its exponential. Generation is greedy, in left-padded batches, from the prompt the
 chat template renders (every turn before the last assistant answer); outputs are scored against
 that answer with exact match and ROUGE-L through local `evaluate` modules (tasks/metrics/).
+When the records came from a classification dataset (`sft.from_classification`), answers are
+also checked against the known label set: `not_a_label` is the share of answers that are no
+label at all (they count as wrong), the clearest sign a classifier-like LLM is off its task.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +25,9 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from tasks.core.config import EvaluateConfig, Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
-from tasks.data.splitting import split_off
+from tasks.data.splitting import SPLITS, split_off
 from tasks.metrics.loading import load_metric
+from tasks.task_types.causal_lm.records import NO_LABEL
 from tasks.task_types.causal_lm.templating import IGNORE, load_chat_tokenizer, render
 from tasks.task_types.causal_lm.training import collator
 from tasks.tokenization.cache import load_tokenized
@@ -115,6 +120,25 @@ def generation_rows(test: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
     return sample
 
 
+def known_labels(layout: RunLayout, params: Params) -> list[str] | None:
+    """The labels answers should be one of: every split's `label` when the records came from a
+    classification dataset (`sft.from_classification`), else None (free-form answers)."""
+    if not params.sft.from_classification:
+        return None
+    labels: set[str] = set()
+    for name in SPLITS:
+        path = layout.splits_dir / f"{name}.parquet"
+        if path.is_file():
+            labels |= {str(label) for label in pd.read_parquet(path, columns=["label"])["label"]}
+    return sorted(labels - {NO_LABEL})
+
+
+def not_a_label(outputs: list[str], labels: Collection[str]) -> list[bool]:
+    """Whether each output is none of `labels`, compared as exact match compares (whitespace collapsed)."""
+    known = {" ".join(label.split()) for label in labels}
+    return [" ".join(output.split()) not in known for output in outputs]
+
+
 def generate_answers(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: pd.DataFrame, cfg: EvaluateConfig
 ) -> list[str]:
@@ -130,8 +154,10 @@ def evaluate_causal_lm(
     test: pd.DataFrame,
     tokenized: Dataset,
     cfg: EvaluateConfig,
+    labels: Collection[str] | None = None,
 ) -> GenerationResult:
-    """Loss and perplexity on the tokenized test split, generations scored on (a cap of) its rows."""
+    """Loss and perplexity on the tokenized test split, generations scored on (a sample of) its rows;
+    with `labels`, the share and count of answers that are none of them."""
     if len(test) == 0:
         raise RefineryError("evaluate: the test split is empty; nothing to score")
     metrics = language_model_loss(model, tokenizer, tokenized, cfg.batch_size)
@@ -150,6 +176,10 @@ def evaluate_causal_lm(
             "source_row": rows["source_row"].to_numpy(),
         }
     )
+    if labels is not None:
+        table.insert(3, "not_a_label", not_a_label(outputs, labels))
+        count = int(table["not_a_label"].sum())
+        scores |= {"not_a_label": count / len(rows) if len(rows) else 0.0, "n_not_a_label": count}
     return GenerationResult({**metrics, **scores, "n_test": len(test), "n_generated": len(rows)}, table)
 
 
@@ -167,7 +197,9 @@ def evaluate_run(params: Params, layout: RunLayout) -> dict[str, float]:
     model = load_causal_lm(layout.model_dir)
     tokenizer = load_chat_tokenizer(layout.model_dir)
     test = pd.read_parquet(layout.splits_dir / "test.parquet")
-    result = evaluate_causal_lm(model, tokenizer, test, load_tokenized(layout)["test"], params.evaluate)
+    tokenized = load_tokenized(layout)["test"]
+    labels = known_labels(layout, params)
+    result = evaluate_causal_lm(model, tokenizer, test, tokenized, params.evaluate, labels)
     layout.eval_dir.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(layout.generations_csv, index=False)
     return result.metrics
