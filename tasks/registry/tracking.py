@@ -36,6 +36,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MAX_PARAM_VALUE = 6000  # MLflow refuses longer param values
 MAX_TAG_VALUE = 8000  # and longer tag values
 _SQLITE = "sqlite:///"
+RECORDED_TAG = "refinery.recorded"  # set with the params and metrics: a retry does not log them twice
 
 
 def effective_tracking_uri(cfg: RegisterConfig, given: str | None = None) -> str:
@@ -142,6 +143,7 @@ def log_record(
         "gate.decision": decision.label,
         "gate.reasons": "; ".join(decision.reasons)[:MAX_TAG_VALUE],
         "refinery.run_dir": str(layout.root),
+        RECORDED_TAG: "true",
     }
     client.log_batch(
         run_id,
