@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import pandas as pd
@@ -43,6 +44,15 @@ def effective_tracking_uri(cfg: RegisterConfig, given: str | None = None) -> str
     """The store a command uses: `given` (e.g. `--tracking-uri`), else `MLFLOW_TRACKING_URI` (team
     mode: a server), else `register.tracking_uri`."""
     return given or os.environ.get(TRACKING_URI_ENV) or cfg.tracking_uri
+
+
+def redacted(uri: str) -> str:
+    """`uri` with the password of a `user:password@` part replaced by `***`, for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def sqlite_store_file(uri: str) -> Path | None:

@@ -20,7 +20,7 @@ from tasks.registry import registration
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.release import release
 from tasks.registry.retrying import is_transient, with_retries
-from tasks.registry.tracking import effective_tracking_uri
+from tasks.registry.tracking import effective_tracking_uri, redacted
 from tasks.task_types import task_type_for
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
@@ -77,8 +77,8 @@ def store_unavailable(params: Params, layout: RunLayout, err: Exception) -> Refi
     register it without training again (the effective params are written beside it)."""
     saved = layout.root / RETRY_PARAMS
     saved.write_text(yaml.safe_dump(params.as_dict(), sort_keys=False), encoding="utf-8")
-    uri = effective_tracking_uri(params.register_)
-    cause = str(err).splitlines()[0][:160]
+    uri = redacted(effective_tracking_uri(params.register_))
+    cause = str(err).splitlines()[0][:160].replace(effective_tracking_uri(params.register_), uri)
     return RefineryError(
         f"register: the MLflow tracking store {uri} is unavailable after "
         f"{params.register_.retry_attempts} attempts ({cause}); the model is trained in "
