@@ -19,6 +19,7 @@ from prefect.runtime import deployment, flow_run
 from tasks.cli.summary import run_summary_markdown
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
+from tasks.core.roots import allowed_roots, path_settings, require_under_roots
 from tasks.gating.decision import GateDecision, GateFailed
 from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
 from tasks.task_types import load_task_params
@@ -99,8 +100,11 @@ def finetune(
 
     `overrides` maps dotted keys to values, e.g. {"train.max_steps": 20}.
     """
-    params = load_task_params(params_path, overrides)
     layout = RunLayout(Path(workdir or Path("runs") / str(flow_run.get_name() or "local")))
+    # team mode: a run's paths stay under the serving process's REFINERY_PATH_ROOTS
+    require_under_roots({"params_path": params_path, "workdir": str(layout.root)}, allowed_roots())
+    params = load_task_params(params_path, overrides)
+    require_under_roots(path_settings(params.as_dict()), allowed_roots())
     validate_step(params, layout)
     tokenize_step(params, layout)
     with concurrency(TRAINING_LIMIT, occupy=1, strict=False):

@@ -148,11 +148,11 @@ def services(stack: Stack, env: Mapping[str, str] = os.environ) -> list[list[Ser
             "server",
             f"--host={HOST}",
             f"--port={stack.mlflow_port}",
-            f"--backend-store-uri={mlflow_store}",
             "--serve-artifacts",
             f"--artifacts-destination={artifacts}",
         ],
-        env=common,
+        # the store URL (it may hold a password) goes by environment, never in argv or the pid file
+        env={**common, "MLFLOW_BACKEND_STORE_URI": mlflow_store},
         port=stack.mlflow_port,
         ready=_answers(f"{stack.mlflow_url}/health"),
     )

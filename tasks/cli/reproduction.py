@@ -234,13 +234,26 @@ def log_reproduction(
         "data_hash": rec.data_hash,
     }
     run = client.create_run(rec.experiment_id, run_name=f"reproduce-{rec.name}-v{rec.version}")
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run.info.run_id,
-        metrics=[Metric(f"test_{k}", v, now, 0) for k, v in sorted(metrics.items())],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
-    client.log_text(run.info.run_id, rec.params_text, PARAMS_ARTIFACT)
-    client.log_artifact(run.info.run_id, str(layout.eval_metrics), artifact_path="eval")
-    client.set_terminated(run.info.run_id)
-    return str(run.info.run_id)
+    run_id = str(run.info.run_id)
+    try:
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(f"test_{k}", v, now, 0) for k, v in sorted(metrics.items())],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        client.log_text(run_id, rec.params_text, PARAMS_ARTIFACT)
+        client.log_artifact(run_id, str(layout.eval_metrics), artifact_path="eval")
+    except BaseException:
+        _end_failed(client, run_id)
+        raise
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _end_failed(client: MlflowClient, run_id: str) -> None:
+    """Mark the reproduction's run FAILED (never left RUNNING); if the store is gone too, say so."""
+    try:
+        client.set_terminated(run_id, "FAILED")
+    except Exception as err:
+        print(f"warning: MLflow run {run_id} could not be marked FAILED: {err}", file=sys.stderr)

@@ -191,6 +191,9 @@ class RegisterConfig(_Section):
     alias: str = "challenger"
     promotion: Literal["manual", "auto"] = "manual"  # auto: a passing challenger becomes `champion`
     causal_lm_format: Literal["merged", "adapter"] = "merged"  # adapter: LoRA weights + base reference
+    # transient tracking-store failures (connection, 5xx, SQLite locked): attempts in all, first wait
+    retry_attempts: int = Field(4, ge=1)
+    retry_wait_seconds: float = Field(2.0, gt=0)
 
 
 class Params(_Section):

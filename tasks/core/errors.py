@@ -21,3 +21,7 @@ class DataValidationError(RefineryError):
 
 class ModelSourceError(RefineryError):
     """The base model cannot be found locally or reached offline."""
+
+
+class DiskFullError(RefineryError):
+    """A write failed for lack of space: names the path and the setting that moves it."""

@@ -17,9 +17,17 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from tasks.core.errors import RefineryError
+from tasks.registry.aliases import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    AliasChange,
+    alias_lock,
+    aliases_of,
+    repair_half_done_move,
+    set_chain,
+)
 
-CHAMPION = "champion"
-PREVIOUS_CHAMPION = "previous-champion"
+ANY_CHAMPION = "any"  # promote whichever version is champion now (no compare-and-set)
 METRIC_COLUMNS = ("test_accuracy", "test_f1_macro")
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST",)
 _MAX_TAG_VALUE = 5000  # far below MLflow's limit; a reason is a sentence, not a document
@@ -33,25 +41,8 @@ class RollbackError(RefineryError):
     """There is nothing to roll back to."""
 
 
-@dataclass(frozen=True)
-class AliasChange:
-    """The outcome of a promotion or rollback: where `champion` and `previous-champion` point now."""
-
-    model_name: str
-    champion: str
-    previous_champion: str | None
-    changed: bool
-
-    def message(self) -> str:
-        """One line for the terminal."""
-        if not self.changed:
-            return f"{self.model_name}: version {self.champion} is already '{CHAMPION}'; nothing changed"
-        previous = (
-            f"'{PREVIOUS_CHAMPION}' -> version {self.previous_champion}"
-            if self.previous_champion
-            else f"no '{PREVIOUS_CHAMPION}' (there was no champion before)"
-        )
-        return f"{self.model_name}: '{CHAMPION}' -> version {self.champion}; {previous}"
+class ChampionMoved(RefineryError):
+    """A compare-and-set promotion found another champion than the one compared with."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +81,6 @@ def registered_model(client: MlflowClient, name: str) -> RegisteredModel:
         raise
 
 
-def aliases_of(model: RegisteredModel) -> dict[str, str]:
-    """Alias -> version, as strings (the SQL store returns versions as integers)."""
-    return {str(alias): str(version) for alias, version in model.aliases.items()}
-
-
 def _require_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return client.get_model_version(name, version)
@@ -116,11 +102,7 @@ def _move(client: MlflowClient, model: RegisteredModel, to: str, reason: str, us
     """Point `champion` at `to` and `previous-champion` at the champion until now."""
     name, now, aliases = model.name, _now(), aliases_of(model)
     from_ = aliases.get(CHAMPION)
-    client.set_registered_model_alias(name, CHAMPION, to)
-    if from_ is not None:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, from_)
-    elif PREVIOUS_CHAMPION in aliases:  # stale: rollback would jump to a version never replaced
-        client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    set_chain(client, name, to, from_)
     promoted = {"promoted_by": user, "promoted_at": now, "promotion_reason": reason}
     _tag(client, name, to, {**promoted, "promoted_from": from_ or "none"})
     if from_ is not None:
@@ -129,33 +111,53 @@ def _move(client: MlflowClient, model: RegisteredModel, to: str, reason: str, us
 
 
 def promote(
-    client: MlflowClient, name: str, version: str, reason: str | None = None, user: str | None = None
+    client: MlflowClient,
+    name: str,
+    version: str,
+    reason: str | None = None,
+    user: str | None = None,
+    expected_champion: str | None = ANY_CHAMPION,
 ) -> AliasChange:
-    """Make `version` the champion; the champion until now becomes `previous-champion`."""
-    model = registered_model(client, name)
+    """Make `version` the champion; the champion until now becomes `previous-champion`.
+
+    With `expected_champion` (a version, or None for "no champion") the move is compare-and-set:
+    if the champion is no longer that one, nothing moves and `ChampionMoved` says so.
+    """
+    registered_model(client, name)
     _require_version(client, name, version)
-    aliases = aliases_of(model)
-    if aliases.get(CHAMPION) == version:
-        return AliasChange(name, version, aliases.get(PREVIOUS_CHAMPION), changed=False)
-    return _move(client, model, version, reason or "(none given)", user or current_user())
+    with alias_lock(client, name):
+        model = repair_half_done_move(client, name)
+        aliases = aliases_of(model)
+        current = aliases.get(CHAMPION)
+        if current == version:
+            return AliasChange(name, version, aliases.get(PREVIOUS_CHAMPION), changed=False)
+        if expected_champion != ANY_CHAMPION and current != expected_champion:
+            raise ChampionMoved(
+                f"model '{name}': '{CHAMPION}' is version {current or 'none'}, not the version "
+                f"{expected_champion or 'none'} that version {version} was compared with; "
+                f"version {version} stays as it is"
+            )
+        return _move(client, model, version, reason or "(none given)", user or current_user())
 
 
 def rollback(
     client: MlflowClient, name: str, reason: str | None = None, user: str | None = None
 ) -> AliasChange:
     """Swap `champion` and `previous-champion`, so a second rollback undoes the first."""
-    model = registered_model(client, name)
-    aliases = aliases_of(model)
-    previous, current = aliases.get(PREVIOUS_CHAMPION), aliases.get(CHAMPION)
-    if previous is None:
-        raise RollbackError(
-            f"model '{name}' has no '{PREVIOUS_CHAMPION}' alias: nothing to roll back to "
-            f"(champion: {f'version {current}' if current else 'none'})"
-        )
-    if previous == current:
-        return AliasChange(name, previous, previous, changed=False)
-    default_reason = f"rollback from version {current}" if current else "rollback"
-    return _move(client, model, previous, reason or default_reason, user or current_user())
+    registered_model(client, name)
+    with alias_lock(client, name):
+        model = repair_half_done_move(client, name)
+        aliases = aliases_of(model)
+        previous, current = aliases.get(PREVIOUS_CHAMPION), aliases.get(CHAMPION)
+        if previous is None:
+            raise RollbackError(
+                f"model '{name}' has no '{PREVIOUS_CHAMPION}' alias: nothing to roll back to "
+                f"(champion: {f'version {current}' if current else 'none'})"
+            )
+        if previous == current:
+            return AliasChange(name, previous, previous, changed=False)
+        default_reason = f"rollback from version {current}" if current else "rollback"
+        return _move(client, model, previous, reason or default_reason, user or current_user())
 
 
 def _all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:

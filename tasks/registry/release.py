@@ -2,7 +2,9 @@
 
 `register.promotion: manual` leaves the new version at its alias (`challenger`); `auto` makes a
 version that passed the gate `champion` through `tasks.registry.promotion.promote` (the old champion
-becomes `previous-champion`). The gate report is logged to the MLflow run, pointed at by the
+becomes `previous-champion`), compare-and-set: only if the champion is still the version it was
+compared with (else it stays `challenger`, with that reason in the report), and once per run.
+The gate report is logged to the MLflow run, pointed at by the
 version's `gate.report` tag and used as the version's description.
 """
 
@@ -20,13 +22,15 @@ from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
 from tasks.gating.report import build_report, report_json, report_markdown, version_description
 from tasks.lineage.record import Lineage
-from tasks.registry.promotion import promote
+from tasks.registry.idempotency import COMPLETE, COMPLETE_TAG
+from tasks.registry.promotion import ChampionMoved, promote
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.tracking import effective_tracking_uri, tracking_to
 
 PARAMS_ARTIFACT = "params.yaml"
 REPORT_TAG = "gate.report"
 AUTO_USER = "refinery (register.promotion: auto)"
+PROMOTION_TAG = "refinery.auto_promotion"  # the outcome of the automatic promotion, once it ran
 
 
 def promotion_reason(comparison: ChampionComparison | None) -> str:
@@ -63,8 +67,17 @@ def apply_policy(
             "outcome": f"alias '{cfg.alias}' set; promote with "
             f"`refinery promote {cfg.model_name} --version {result.version}`",
         }
-    change = promote(client, cfg.model_name, result.version, promotion_reason(comparison), AUTO_USER)
-    return {**policy, "outcome": change.message()}
+    done = client.get_model_version(cfg.model_name, result.version).tags.get(PROMOTION_TAG)
+    if done:  # an earlier attempt of this run promoted already: never promote twice
+        return {**policy, "outcome": done}
+    compared_with = comparison.champion_version if comparison is not None else None
+    try:
+        reason = promotion_reason(comparison)
+        outcome = promote(client, cfg.model_name, result.version, reason, AUTO_USER, compared_with).message()
+    except ChampionMoved as moved:  # compare-and-set: never promote over a champion not compared with
+        outcome = f"left as '{cfg.alias}': {moved}; compare it again with a new run, or promote by hand"
+    client.set_model_version_tag(cfg.model_name, result.version, PROMOTION_TAG, outcome)
+    return {**policy, "outcome": outcome}
 
 
 def release(
@@ -99,4 +112,5 @@ def release(
                 client.set_model_version_tag(cfg.model_name, result.version, key, value)
             description = version_description(report, report_uri)
             client.update_model_version(cfg.model_name, result.version, description=description)
+        client.set_tag(run_id, COMPLETE_TAG, COMPLETE)  # last: a retry from here on changes nothing
     return report

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import pandas as pd
@@ -36,12 +37,22 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MAX_PARAM_VALUE = 6000  # MLflow refuses longer param values
 MAX_TAG_VALUE = 8000  # and longer tag values
 _SQLITE = "sqlite:///"
+RECORDED_TAG = "refinery.recorded"  # set with the params and metrics: a retry does not log them twice
 
 
 def effective_tracking_uri(cfg: RegisterConfig, given: str | None = None) -> str:
     """The store a command uses: `given` (e.g. `--tracking-uri`), else `MLFLOW_TRACKING_URI` (team
     mode: a server), else `register.tracking_uri`."""
     return given or os.environ.get(TRACKING_URI_ENV) or cfg.tracking_uri
+
+
+def redacted(uri: str) -> str:
+    """`uri` with the password of a `user:password@` part replaced by `***`, for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def sqlite_store_file(uri: str) -> Path | None:
@@ -145,6 +156,7 @@ def log_record(
         "gate.decision": decision.label,
         "gate.reasons": "; ".join(decision.reasons)[:MAX_TAG_VALUE],
         "refinery.run_dir": str(layout.root),
+        RECORDED_TAG: "true",
     }
     client.log_batch(
         run_id,

@@ -2,7 +2,8 @@
 
 A task type names what its tokenization depends on (split contents, the length rule, its own
 code); this module adds the tokenizer files, the library versions and its own code, builds the
-entry only on a miss and publishes it atomically, so a half-written entry is never a hit.
+entry only on a miss and publishes it atomically, so a half-written entry is never a hit. The
+staging folders of killed builds are removed by the next build; a full disk is one line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +23,14 @@ import tokenizers
 import transformers
 from datasets import DatasetDict, load_from_disk
 
-from tasks.core.files import read_json
+from tasks.core.files import read_json, space_for
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import tokenizer_fingerprint
 
 META_FILE = "refinery_meta.json"
+STAGING = ".tmp-"  # <key>.tmp-<host>-<pid>-<random>: a build in progress, never an entry
+STALE_AFTER_S = 24 * 3600  # a staging folder this old is a killed build's, whichever machine
 Build = Callable[[], tuple[DatasetDict, dict[str, Any]]]
 
 
@@ -55,9 +60,15 @@ def publish_cached(cache_dir: Path, key: str, model_dir: Path, build: Build) -> 
     }
     # staged under a name of this build's own: runs with the same inputs at the same time (two
     # deployment runs in one served process) must not write into, or delete, each other's files
-    staging = target.with_name(f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    dataset.save_to_disk(str(staging))
-    (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    remove_stale_staging(cache_dir)
+    staging = target.with_name(f"{key}{STAGING}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with space_for(staging, "tokenize.cache_dir"):
+            dataset.save_to_disk(str(staging))
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # never left to be mistaken for an entry
+        raise
     if target.exists() and not meta_path.is_file():
         shutil.rmtree(target, ignore_errors=True)  # no metadata: not a published entry
     try:
@@ -69,10 +80,43 @@ def publish_cached(cache_dir: Path, key: str, model_dir: Path, build: Build) -> 
     return target, {**meta, "cache_hit": False}
 
 
+def _is_stale(staging: Path, host: str) -> bool:
+    """A staging folder of a build that cannot finish: its process is gone, or it is a day old."""
+    name = staging.name.rpartition(STAGING)[2]
+    owner, _, rest = name.rpartition("-")[0].rpartition("-")
+    pid = int(rest) if rest.isdigit() else -1
+    try:
+        if time.time() - staging.stat().st_mtime > STALE_AFTER_S:
+            return True
+    except FileNotFoundError:  # published or removed meanwhile
+        return False
+    if owner != host or pid <= 0:
+        return False  # another machine's build (a shared cache): only its age tells
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_stale_staging(cache_dir: Path) -> list[Path]:
+    """Remove the staging folders that killed builds left in `cache_dir`; return them."""
+    if not cache_dir.is_dir():
+        return []
+    host = socket.gethostname()
+    stale = [p for p in cache_dir.iterdir() if STAGING in p.name and _is_stale(p, host)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def copy_tokenized(source: Path, layout: RunLayout) -> None:
     """Put the (cached) tokenized splits into the run directory."""
     shutil.rmtree(layout.tokenized_dir, ignore_errors=True)
-    shutil.copytree(source, layout.tokenized_dir)
+    with space_for(layout.tokenized_dir, "the run directory (--workdir)"):
+        shutil.copytree(source, layout.tokenized_dir)
 
 
 def load_tokenized(layout: RunLayout, in_memory: bool = False) -> DatasetDict:

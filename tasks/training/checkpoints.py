@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,21 @@ import pandas as pd
 import torch
 import transformers
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from tasks.core.config import TrainConfig
+from tasks.core.files import space_for
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import weights_fingerprint
+from tasks.training.resumption import MarkSavedCheckpoints, usable_checkpoint
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
 TRAINED_DIR = "trained"  # a finished training's model, history and summary, for reuse
-_SHARED_CODE = (Path(__file__).with_name("arguments.py"), Path(__file__))
+_SHARED_CODE = (
+    Path(__file__).with_name("arguments.py"),
+    Path(__file__),
+    Path(__file__).with_name("resumption.py"),
+)
 
 
 def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_code: str) -> str:
@@ -49,12 +55,16 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_c
 
 def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
     """Run `trainer`, resuming an interrupted run in `output_dir`; return the summary metrics."""
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if last is not None and (output_dir / COMPLETE_MARKER).exists():
+    if (output_dir / COMPLETE_MARKER).exists():
         shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
-        last = None
-    resume_from = last if cfg.resume else None
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    last, skipped = usable_checkpoint(output_dir) if cfg.resume else (None, [])
+    resume_from = str(last) if last is not None else None
+    if skipped:
+        fallback = f"resuming from {last.name}" if last is not None else "starting afresh"
+        print(f"warning: {'; '.join(skipped)}; {fallback}", file=sys.stderr)
+    trainer.add_callback(MarkSavedCheckpoints())
+    with space_for(output_dir, "train.checkpoint_dir"):  # a cut checkpoint is skipped on resume
+        result = trainer.train(resume_from_checkpoint=resume_from)
     (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
     summary: dict[str, Any] = {
         "train_loss": float(result.training_loss),
@@ -63,6 +73,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "global_steps": int(trainer.state.global_step),
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "resumed": resume_from is not None,
+        "checkpoints_skipped": len(skipped),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
     }
     if trainer.state.best_metric is not None:
@@ -84,9 +95,14 @@ def keep_trained(output_dir: Path, layout: RunLayout) -> None:
     """Keep the finished model, history and summary beside its checkpoints, for `reuse_trained`."""
     staging = output_dir / f"{TRAINED_DIR}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(layout.model_dir, staging / "model")
-    shutil.copy2(layout.train_history, staging / "history.csv")
-    shutil.copy2(layout.train_metrics, staging / "metrics.json")  # written last: the entry is whole
+    try:
+        with space_for(staging, "train.checkpoint_dir"):
+            shutil.copytree(layout.model_dir, staging / "model")
+            shutil.copy2(layout.train_history, staging / "history.csv")
+            shutil.copy2(layout.train_metrics, staging / "metrics.json")  # written last: the entry is whole
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(output_dir / TRAINED_DIR, ignore_errors=True)
     staging.rename(output_dir / TRAINED_DIR)
 

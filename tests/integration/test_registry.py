@@ -134,9 +134,12 @@ def test_alias_moves_to_the_newest_version_and_a_failed_alias_leaves_no_version(
     params = _params(tmp_path)
     layout = build_run_dir(tmp_path / "run", PASSED)
     first = log_and_register(params, layout, PASSED, _lineage(params, tmp_path))
-    second = log_and_register(params, layout, PASSED, _lineage(params, tmp_path))
+    again = log_and_register(params, layout, PASSED, _lineage(params, tmp_path))  # same run: same version
+    other = build_run_dir(tmp_path / "run-2", PASSED)
+    second = log_and_register(params, other, PASSED, _lineage(params, tmp_path))
     client = MlflowClient(tracking_uri=params.register_.tracking_uri)
-    assert (first.version, second.version) == ("1", "2")
+    assert (first.version, again.version, second.version) == ("1", "1", "2")
+    assert again.run_id == first.run_id and second.run_id != first.run_id
     assert str(client.get_model_version_by_alias("tiny-intent", "challenger").version) == "2"
 
     reserved = _params(tmp_path, alias="v9")  # MLflow refuses aliases shaped like versions

@@ -16,6 +16,7 @@ from tasks.task_types.classification.records import split_frames
 from tasks.task_types.classification.tokenization import tokenize_splits
 from tasks.task_types.classification.training import train_classifier
 from tasks.training.checkpoints import COMPLETE_MARKER
+from tasks.training.resumption import SAVED_MARKER
 from tests.integration.conftest import banking_sample, tiny_params
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,41 @@ def test_interrupted_training_resumes_from_last_checkpoint(tmp_path: Path, tiny_
 
     _, again = train_classifier(tokenized, tokenizer, tiny_base_model, labels, cfg, out)
     assert again["resumed"] is False  # a finished run is not resumed: same inputs train afresh
+
+
+def test_a_cut_or_unmarked_last_checkpoint_falls_back_to_the_one_before(
+    tmp_path: Path, tiny_base_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokenized, labels = _tokenized(tiny_base_model)
+    tokenizer = load_tokenizer(tiny_base_model)
+    cfg = TrainConfig(
+        base_model=str(tiny_base_model),
+        max_steps=8,
+        batch_size=8,
+        learning_rate=5e-3,
+        eval_strategy="steps",
+        eval_steps=2,
+        early_stopping_patience=None,
+        save_total_limit=10,
+        progress_bars=False,
+    )
+    out = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tokenized, tokenizer, tiny_base_model, labels, cfg, out, callbacks=[Interrupt(7)])
+    weights = out / "checkpoint-6" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut by a full disk or a kill
+    (out / "checkpoint-4" / SAVED_MARKER).unlink()  # killed while the Trainer was still writing it
+
+    trainer, summary = train_classifier(tokenized, tokenizer, tiny_base_model, labels, cfg, out)
+
+    warning = capsys.readouterr().err
+    assert "checkpoint-6 not used for resuming: model.safetensors cannot be read" in warning
+    assert "checkpoint-4 not used for resuming: it was not completely written" in warning
+    assert "resuming from checkpoint-2" in warning
+    assert summary["resumed"] is True and summary["checkpoints_skipped"] == 2
+    assert summary["global_steps"] == 8
+    evaluated_at = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert evaluated_at == [2, 4, 6, 8]  # steps 3-8 trained again from checkpoint-2
 
 
 def test_loss_falls_on_a_fixed_tiny_set(tmp_path: Path, tiny_base_model: Path) -> None:

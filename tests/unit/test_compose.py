@@ -35,8 +35,24 @@ def _service(compose: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _resolved(text: str) -> str:
-    """A `${VAR:-default}` interpolation as Compose resolves it with VAR unset."""
+    """A `${VAR:-default}` interpolation as Compose resolves it with VAR unset; a required
+    `${VAR:?message}` as the placeholder `<VAR>`."""
+    text = re.sub(r"\$\{(\w+):\?[^}]*\}", r"<\1>", text)
     return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text)
+
+
+def test_passwords_have_no_default_and_compose_refuses_to_start_without_them() -> None:
+    text = (INFRA / "docker-compose.yml").read_text(encoding="utf-8")
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD(:?[-?])?([^}]*)\}", text)
+    assert len(uses) == 3 and all(kind == ":?" and "POSTGRES_PASSWORD" in why for kind, why in uses)
+    assert not re.search(r"\$\{\w*PASSWORD\w*:-[^}]+\}", text)  # never a default password
+
+
+def test_deployment_runs_are_limited_to_the_data_cache_and_runs_folders(compose: dict[str, Any]) -> None:
+    env = _service(compose, "deployments")["environment"]
+    roots = env["REFINERY_PATH_ROOTS"].split(":")
+    volumes = [v.split(":")[1] for v in _service(compose, "deployments")["volumes"]]
+    assert set(volumes) <= set(roots) and "/app/data" in roots and "/app/params.yaml" in roots
 
 
 def test_the_four_services_of_the_team_stack(compose: dict[str, Any]) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +21,7 @@ from tasks.steps.tokenization import entry_key
 from tasks.steps.tokenization import tokenize_cached as tokenize_with
 from tasks.task_types import TASK_TYPES
 from tasks.task_types.classification.tokenization import derive_max_length
-from tasks.tokenization.cache import publish_cached
+from tasks.tokenization.cache import STAGING, publish_cached
 from tests.fixtures import build_tiny_classifier
 
 CLASSIFIER = TASK_TYPES["sequence_classification"]
@@ -159,3 +164,27 @@ def test_cache_key_changes_with_the_tokenizers_and_transformers_versions(
     monkeypatch.undo()
     monkeypatch.setattr(tokenizers, "__version__", "0.0.1")
     assert cache_key(_splits(TEXTS), model_dir, cfg) != base
+
+
+def test_staging_folders_of_killed_builds_are_removed_by_the_next_build(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    host = socket.gethostname()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(finished.stdout)
+    killed = tmp_path / f"k0{STAGING}{host}-{dead_pid}-0123abcd"  # its process is gone
+    running = tmp_path / f"k1{STAGING}{host}-{os.getpid()}-4567abcd"  # a build in progress: kept
+    elsewhere = tmp_path / f"k2{STAGING}other-host-{dead_pid}-89abcdef"  # another machine's: by age
+    old = tmp_path / f"k3{STAGING}other-host-{dead_pid}-fedcba98"
+    for folder in (killed, running, elsewhere, old):
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "data-00000-of-00001.arrow").write_bytes(b"half")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+
+    def build() -> tuple[DatasetDict, dict[str, Any]]:
+        return DatasetDict({"train": Dataset.from_dict({"input_ids": [[1, 2]]})}), {}
+
+    publish_cached(tmp_path, "k", model_dir, build)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["k", running.name, elsewhere.name])
