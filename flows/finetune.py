@@ -21,6 +21,7 @@ from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision, GateFailed
 from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
+from tasks.steps.stage import announced
 from tasks.task_types import load_task_params
 
 # A Prefect global concurrency limit (1 slot, created by flows/deployments.py) that keeps two
@@ -39,29 +40,30 @@ def _retry_unless_user_error(_task: Any, _run: Any, state: Any) -> bool:
     return False
 
 
-validate_step = task(name="validate", cache_policy=NO_CACHE)(validation.run_step)
+# Each step logs a `StepFinished` record when it ends (`announced`): the console's one line per step.
+validate_step = task(name="validate", cache_policy=NO_CACHE)(announced("validate", validation.run_step))
 # The tokenized splits are cached on disk under a key of their content (data, tokenizer files,
 # max_length rule, code version). That one cache serves Prefect and `dvc repro` alike; a second,
 # Prefect-side cache could disagree with it, so the task itself is not cached.
-tokenize_step = task(name="tokenize", cache_policy=NO_CACHE)(tokenization.run_step)
+tokenize_step = task(name="tokenize", cache_policy=NO_CACHE)(announced("tokenize", tokenization.run_step))
 # A retry resumes from the last checkpoint of the interrupted attempt.
 train_step = task(
     name="train",
     cache_policy=NO_CACHE,
     retries=1,
     retry_condition_fn=_retry_unless_user_error,
-)(training.run_step)
-evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(evaluation.run_step)
+)(announced("train", training.run_step))
+evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(announced("evaluate", evaluation.run_step))
 # Scores the registry's `champion` on this run's test split: never cached (the champion moves).
-compare_step = task(name="compare", cache_policy=NO_CACHE)(comparison.run_step)
-gate_step = task(name="gate", cache_policy=NO_CACHE)(gating.run_step)
+compare_step = task(name="compare", cache_policy=NO_CACHE)(announced("compare", comparison.run_step))
+gate_step = task(name="gate", cache_policy=NO_CACHE)(announced("gate", gating.run_step))
 register_step = task(
     name="register",
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_user_error,
-)(registration.register_step)
+)(announced("register", registration.register_step))
 
 
 def publish_generations(layout: RunLayout, rows: int) -> None:

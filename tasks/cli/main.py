@@ -68,6 +68,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run directory for outputs (default: runs/<UTC timestamp>)",
     )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every library's output on the terminal too (it always goes to <workdir>/run.log)",
+    )
     add_model_commands(commands)  # promote, rollback, models, predict
     add_lineage_commands(commands)  # explain, reproduce
     return parser
@@ -89,17 +94,21 @@ def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> 
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tasks.cli.console import console_session
+
     overrides = parse_overrides(args.overrides)
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     layout = RunLayout(Path(args.workdir or Path("runs") / stamp))
-    from flows.finetune import finetune
-
     error: RefineryError | None = None
-    try:
-        finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
-    except RefineryError as err:
-        error = err
+    from flows.finetune import finetune  # before the session: library handlers bind to the terminal
+
+    with console_session(layout.run_log, verbose=args.verbose) as console:
+        console.print(f"Refinery run {layout.root} (all output: {layout.run_log})", soft_wrap=True)
+        try:
+            finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
+        except RefineryError as err:
+            error = err
     summary = _summary(args.params, overrides, layout)
     if summary:
         print(summary)

@@ -17,6 +17,11 @@ class RunLayout:
     root: Path
 
     @property
+    def run_log(self) -> Path:
+        """Everything the libraries said during `refinery run` (the terminal shows one line per step)."""
+        return self.root / "run.log"
+
+    @property
     def splits_dir(self) -> Path:
         return self.root / "splits"
 

@@ -25,6 +25,7 @@ from tasks.core.config import TrainConfig
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import weights_fingerprint
+from tasks.training.progress import ProgressLog
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
 TRAINED_DIR = "trained"  # a finished training's model, history and summary, for reuse
@@ -54,6 +55,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
         last = None
     resume_from = last if cfg.resume else None
+    trainer.add_callback(ProgressLog(cfg.metric_for_best_model))
     result = trainer.train(resume_from_checkpoint=resume_from)
     (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
     summary: dict[str, Any] = {
