@@ -46,6 +46,7 @@ class ExpectationOutcome:
     why: str
     unexpected_count: int
     offending: list[OffendingRow] = field(default_factory=list)
+    fix: str = ""  # a failed threshold: measured value, threshold, the params key and what to do
 
     def describe(self, max_rows: int) -> str:
         """`name on file column 'c' (offenders...)`, on one line."""
@@ -56,7 +57,8 @@ class ExpectationOutcome:
             shown = f"{shown}; ... {more} more" if shown else f"{more} unexpected"
         if not shown:
             shown = "column missing" if self.expectation == "expect_column_to_exist" else "failed"
-        return f"{self.name} on {self.file}{column} ({shown})"
+        fix = f": {self.fix}" if self.fix else ""
+        return f"{self.name} on {self.file}{column}{fix} ({shown})"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class ValidationResult:
             )
         for o in self.failed:
             lines += ["", f"## ❌ {o.name} on {o.file}" + (f" column '{o.column}'" if o.column else "")]
-            lines += ["", o.why, ""]
+            lines += ["", o.why, ""] + ([f"**{o.fix}**", ""] if o.fix else [])
             if not o.offending:
                 lines.append("column missing" if o.expectation == "expect_column_to_exist" else "no rows")
                 continue
