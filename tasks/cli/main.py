@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.cli.init import add_init_command
 from tasks.cli.lineage_commands import add_lineage_commands
 from tasks.cli.model_commands import add_model_commands, run_handler
 from tasks.core.config import ConfigError, parse_value
@@ -22,6 +23,7 @@ Refinery fine-tunes a pre-trained transformer on your data, reproducibly:
 validate (Great Expectations) -> tokenize (cached) -> train (HF Trainer) -> evaluate
 -> gate (thresholds) -> register (MLflow Model Registry, alias 'challenger').
 The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`).
+`refinery init DATA_FILE` writes a params file for your own data.
 Registered versions are served through alias 'champion': `refinery models` lists them,
 `refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file,
 `refinery explain` shows a version's lineage, `refinery reproduce` re-runs it."""
@@ -73,6 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show every library's output on the terminal too (it always goes to <workdir>/run.log)",
     )
+    add_init_command(commands)  # init
     add_model_commands(commands)  # promote, rollback, models, predict
     add_lineage_commands(commands)  # explain, reproduce
     return parser
