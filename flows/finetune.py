@@ -16,10 +16,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment, flow_run
 
-from tasks.cli.summary import run_summary_markdown
+from tasks.cli.summary import plots_markdown, run_summary_markdown
+from tasks.core.config import Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision, GateFailed
+from tasks.registry.tracking import effective_tracking_uri
 from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
 from tasks.steps.stage import announced
 from tasks.task_types import load_task_params
@@ -85,6 +87,16 @@ def publish_gate_report(layout: RunLayout) -> None:
         create_markdown_artifact(report, key="finetune-gate-report", description="Refinery gate report")
 
 
+def publish_plots(params: Params, layout: RunLayout, run_id: str) -> None:
+    """The training curve and evaluation plots logged to MLflow, shown in a Prefect artifact."""
+    plots = [("Training curve", layout.training_curve_png), ("Per-class F1", layout.per_class_f1_png),
+             ("Confusion matrix", layout.confusion_png)]  # fmt: skip
+    found = [(title, path.relative_to(layout.root).as_posix()) for title, path in plots if path.is_file()]
+    if found:
+        markdown = plots_markdown(effective_tracking_uri(params.register_), run_id, found)
+        create_markdown_artifact(markdown, key="finetune-plots", description="Refinery run plots (MLflow)")
+
+
 # log_prints stays off: it re-routes print(), which breaks dill's stdout capture (used by `datasets`
 # fingerprinting) and floods the log with bytecode listings.
 @flow(name="finetune", log_prints=False)
@@ -107,6 +119,7 @@ def finetune(
     decision: GateDecision = gate_step(params, layout)
     registration = register_step(params, layout, flow_run.get_id(), deployment.get_name())
     publish_gate_report(layout)
+    publish_plots(params, layout, registration.run_id)
     summary = run_summary_markdown(params, metrics, decision, registration)
     create_markdown_artifact(summary, key="finetune-summary", description="Refinery run summary")
     if not decision.passed and params.gate.on_fail == "fail":

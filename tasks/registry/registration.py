@@ -71,6 +71,7 @@ def run_files(layout: RunLayout, evaluation_files: list[Path]) -> list[Path]:
         layout.validation_md,
         layout.train_metrics,
         layout.train_history,
+        layout.training_curve_png,
         layout.eval_metrics,
         *evaluation_files,
         layout.gate_json,

@@ -33,6 +33,13 @@ def test_a_short_run_prints_a_screenful_and_logs_the_rest(
     assert "Finished in state Completed" in log  # Prefect's own run log went to the file
     assert "register finished in" in log
 
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        plots = [a for a in client.read_latest_artifacts() if a.key == "finetune-plots"]
+    assert plots and "get-artifact?path=train/training_curve.png" in str(plots[0].data)
+    assert "get-artifact?path=eval/per_class_f1.png" in str(plots[0].data)
+
 
 def test_a_refused_run_prints_its_error_once(
     tmp_path: Path, tiny_base_model: Path, sample_csv: Path, capsys: pytest.CaptureFixture[str]

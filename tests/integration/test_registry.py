@@ -102,6 +102,8 @@ def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: 
         "eval/confusion_matrix.png",
         "eval/predictions.csv",
         "eval/per_class.csv",
+        "eval/per_class_f1.png",
+        "train/training_curve.png",
     } <= artifacts
     assert run.inputs is not None
     inputs = {tag.key: tag.value for i in run.inputs.dataset_inputs for tag in i.tags}
