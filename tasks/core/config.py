@@ -25,6 +25,7 @@ class DataConfig(_Section):
     """Where the examples come from and how they are split."""
 
     name: str = "banking77"  # the data set's name in MLflow and the model card
+    license: str | None = None  # the data's licence and attribution, for the model card; null: not stated
     train_path: str = "data/banking77/train.csv"
     test_path: str | None = "data/banking77/test.csv"  # null: split test_fraction off train
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"

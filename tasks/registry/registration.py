@@ -21,12 +21,11 @@ from mlflow.models.model import ModelInfo
 
 from tasks.core.config import Params, RegisterConfig
 from tasks.core.errors import RefineryError
-from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import SPLITS
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import Lineage
-from tasks.registry.model_card import CardFacts, render_model_card
+from tasks.registry.model_card import card_facts, render_model_card
 from tasks.registry.tracking import (
     effective_tracking_uri,
     log_artifacts,
@@ -168,7 +167,7 @@ def log_and_register(
             run_id = run.info.run_id
             log_record(client, run_id, params, layout, decision, lineage)
             sizes = log_datasets(params, layout, lineage)
-            facts = CardFacts(run_labels(layout), sizes, read_json(layout.eval_metrics), run_id)
+            facts = card_facts(params, layout, sizes, run_id)
             card = render_model_card(params, decision, lineage, facts, summary)
             layout.model_card.write_text(card, encoding="utf-8")
             log_artifacts(client, run_id, layout, [*files, layout.model_card])

@@ -25,6 +25,7 @@ from tasks.core.config import TrainConfig
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import weights_fingerprint
+from tasks.training.arguments import hardware_description
 from tasks.training.progress import ProgressLog
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
@@ -66,6 +67,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "resumed": resume_from is not None,
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "hardware": hardware_description(),
     }
     if trainer.state.best_metric is not None:
         summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)
