@@ -16,12 +16,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment, flow_run
 
-from tasks.cli.summary import run_summary_markdown
+from tasks.cli.summary import plots_markdown, run_summary_markdown
+from tasks.core.config import Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
 from tasks.core.roots import allowed_roots, path_settings, require_under_roots
 from tasks.gating.decision import GateDecision, GateFailed
+from tasks.registry.tracking import effective_tracking_uri
 from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
+from tasks.steps.stage import announced
 from tasks.task_types import load_task_params
 
 # A Prefect global concurrency limit (1 slot, created by flows/deployments.py) that keeps two
@@ -40,29 +43,30 @@ def _retry_unless_user_error(_task: Any, _run: Any, state: Any) -> bool:
     return False
 
 
-validate_step = task(name="validate", cache_policy=NO_CACHE)(validation.run_step)
+# Each step logs a `StepFinished` record when it ends (`announced`): the console's one line per step.
+validate_step = task(name="validate", cache_policy=NO_CACHE)(announced("validate", validation.run_step))
 # The tokenized splits are cached on disk under a key of their content (data, tokenizer files,
 # max_length rule, code version). That one cache serves Prefect and `dvc repro` alike; a second,
 # Prefect-side cache could disagree with it, so the task itself is not cached.
-tokenize_step = task(name="tokenize", cache_policy=NO_CACHE)(tokenization.run_step)
+tokenize_step = task(name="tokenize", cache_policy=NO_CACHE)(announced("tokenize", tokenization.run_step))
 # A retry resumes from the last checkpoint of the interrupted attempt.
 train_step = task(
     name="train",
     cache_policy=NO_CACHE,
     retries=1,
     retry_condition_fn=_retry_unless_user_error,
-)(training.run_step)
-evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(evaluation.run_step)
+)(announced("train", training.run_step))
+evaluate_step = task(name="evaluate", cache_policy=NO_CACHE)(announced("evaluate", evaluation.run_step))
 # Scores the registry's `champion` on this run's test split: never cached (the champion moves).
-compare_step = task(name="compare", cache_policy=NO_CACHE)(comparison.run_step)
-gate_step = task(name="gate", cache_policy=NO_CACHE)(gating.run_step)
+compare_step = task(name="compare", cache_policy=NO_CACHE)(announced("compare", comparison.run_step))
+gate_step = task(name="gate", cache_policy=NO_CACHE)(announced("gate", gating.run_step))
 register_step = task(
     name="register",
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_user_error,
-)(registration.register_step)
+)(announced("register", registration.register_step))
 
 
 def publish_generations(layout: RunLayout, rows: int) -> None:
@@ -90,6 +94,16 @@ def publish_gate_report(layout: RunLayout) -> None:
         create_markdown_artifact(report, key="finetune-gate-report", description="Refinery gate report")
 
 
+def publish_plots(params: Params, layout: RunLayout, run_id: str) -> None:
+    """The training curve and evaluation plots logged to MLflow, shown in a Prefect artifact."""
+    plots = [("Training curve", layout.training_curve_png), ("Per-class F1", layout.per_class_f1_png),
+             ("Confusion matrix", layout.confusion_png)]  # fmt: skip
+    found = [(title, path.relative_to(layout.root).as_posix()) for title, path in plots if path.is_file()]
+    if found:
+        markdown = plots_markdown(effective_tracking_uri(params.register_), run_id, found)
+        create_markdown_artifact(markdown, key="finetune-plots", description="Refinery run plots (MLflow)")
+
+
 # log_prints stays off: it re-routes print(), which breaks dill's stdout capture (used by `datasets`
 # fingerprinting) and floods the log with bytecode listings.
 @flow(name="finetune", log_prints=False)
@@ -115,6 +129,7 @@ def finetune(
     decision: GateDecision = gate_step(params, layout)
     registration = register_step(params, layout, flow_run.get_id(), deployment.get_name())
     publish_gate_report(layout)
+    publish_plots(params, layout, registration.run_id)
     summary = run_summary_markdown(params, metrics, decision, registration, training)
     create_markdown_artifact(summary, key="finetune-summary", description="Refinery run summary")
     if not decision.passed and params.gate.on_fail == "fail":

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tasks.cli.init import add_init_command
 from tasks.cli.lineage_commands import add_lineage_commands
 from tasks.cli.model_commands import add_model_commands, run_handler
 from tasks.core.config import ConfigError, parse_value
@@ -22,6 +23,7 @@ Refinery fine-tunes a pre-trained transformer on your data, reproducibly:
 validate (Great Expectations) -> tokenize (cached) -> train (HF Trainer) -> evaluate
 -> gate (thresholds) -> register (MLflow Model Registry, alias 'challenger').
 The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`).
+`refinery init DATA_FILE` writes a params file for your own data.
 Registered versions are served through alias 'champion': `refinery models` lists them,
 `refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file,
 `refinery explain` shows a version's lineage, `refinery reproduce` re-runs it."""
@@ -68,6 +70,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run directory for outputs (default: runs/<UTC timestamp>)",
     )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every library's output on the terminal too (it always goes to <workdir>/run.log)",
+    )
+    add_init_command(commands)  # init
     add_model_commands(commands)  # promote, rollback, models, predict
     add_lineage_commands(commands)  # explain, reproduce
     return parser
@@ -99,17 +107,21 @@ EPHEMERAL_STARTUP = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tasks.cli.console import console_session
+
     os.environ.setdefault(*EPHEMERAL_STARTUP)
     overrides = parse_overrides(args.overrides)
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs")))
-    from flows.finetune import finetune
-
     error: RefineryError | None = None
-    try:
-        finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
-    except RefineryError as err:
-        error = err
+    from flows.finetune import finetune  # before the session: library handlers bind to the terminal
+
+    with console_session(layout.run_log, verbose=args.verbose) as console:
+        console.print(f"Refinery run {layout.root} (all output: {layout.run_log})", soft_wrap=True)
+        try:
+            finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
+        except RefineryError as err:
+            error = err
     summary = _summary(args.params, overrides, layout)
     if summary:
         print(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from tasks.core.config import Params
 from tasks.gating.decision import GateDecision
@@ -28,6 +29,26 @@ def training_line(training: dict[str, Any] | None) -> str:
     if training.get("validation_examples") == 0:
         line += "; no validation split (data.validation_fraction): no evaluation or early stopping"
     return line
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow_ui_command` serves a local store
+
+
+def artifact_url(tracking_uri: str, run_id: str, path: str) -> str:
+    """The URL at which the MLflow UI serves one artifact of a run (a local store: `mlflow ui`)."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/get-artifact?path={quote(path)}&run_uuid={run_id}"
+
+
+def plots_markdown(tracking_uri: str, run_id: str, plots: list[tuple[str, str]]) -> str:
+    """Markdown showing each (title, artifact path) plot by its MLflow artifact URL."""
+    lines = ["# Refinery run plots", ""]
+    for title, path in plots:
+        url = artifact_url(tracking_uri, run_id, path)
+        lines += [f"## {title}", "", f"![{title}]({url})", "", f"[{path}]({url})", ""]
+    if not tracking_uri.startswith("http"):
+        lines.append(f"Images load while the MLflow UI runs: `{mlflow_ui_command(tracking_uri)}`")
+    return "\n".join(lines) + "\n"
 
 
 def _registration_line(registration: Any) -> str:

@@ -24,29 +24,30 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the examples come from and how they are split."""
 
-    name: str = "banking77"
+    name: str = "banking77"  # the data set's name in MLflow and the model card
+    license: str | None = None  # the data's licence and attribution, for the model card; null: not stated
     train_path: str = "data/banking77/train.csv"
-    test_path: str | None = "data/banking77/test.csv"
+    test_path: str | None = "data/banking77/test.csv"  # null: split test_fraction off train
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"  # json: array or JSON Lines
-    csv_delimiter: str | None = None
+    csv_delimiter: str | None = None  # null: "," for csv, tab for tsv
     text_column: str = "text"
     label_column: str = "label"
-    labels_path: str | None = None
+    labels_path: str | None = None  # a JSON list of label names in id order; null: from train
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # of train, for early stopping
     seed: int = 42
-    max_train_samples: int | None = Field(None, gt=0)
+    max_train_samples: int | None = Field(None, gt=0)  # stratified cap on train; null: all
     max_test_samples: int | None = Field(None, gt=0)
 
 
 class ValidateConfig(_Section):
     """Thresholds of the Great Expectations suite."""
 
-    min_text_length: int = Field(1, ge=1)
-    max_text_length: int = Field(2000, ge=1)
-    min_examples_per_class: int = Field(2, ge=1)
-    max_duplicate_fraction: float = Field(0.0, ge=0.0, le=1.0)
-    allow_leakage: bool = False
+    min_text_length: int = Field(1, ge=1)  # characters after stripping blanks
+    max_text_length: int = Field(2000, ge=1)  # characters; longer rows are usually a broken quote
+    min_examples_per_class: int = Field(2, ge=1)  # in train, before the validation split
+    max_duplicate_fraction: float = Field(0.0, ge=0.0, le=1.0)  # share of rows sharing a text
+    allow_leakage: bool = False  # true: test texts also in train are reported, not refused
     max_failed_rows_shown: int = Field(10, ge=1)
     max_truncated_fraction: float = Field(0.05, ge=0.0, le=1.0)  # causal_lm: examples cut at max_length
 
@@ -54,7 +55,7 @@ class ValidateConfig(_Section):
 class TokenizeConfig(_Section):
     """How texts become token ids."""
 
-    max_length: int | None = Field(None, gt=0)
+    max_length: int | None = Field(None, gt=0)  # null: length_percentile of the train lengths
     length_percentile: float = Field(99.0, gt=0.0, le=100.0)
     batch_size: int = Field(1000, gt=0)
     num_proc: int | None = Field(None, gt=0)
@@ -96,12 +97,12 @@ class LoraSettings(_Section):
 class TrainConfig(_Section):
     """Fine-tuning hyper-parameters, passed to the HF Trainer."""
 
-    base_model: str = "minilm"
+    base_model: str = "minilm"  # minilm (packaged), a local model directory, or a hub id
     learning_rate: float = Field(3e-4, gt=0.0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
     epochs: float = Field(3.0, gt=0.0)
-    max_steps: int = -1
+    max_steps: int = -1  # > 0 overrides epochs
     weight_decay: float = Field(0.01, ge=0.0)
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
     seed: int = 42
@@ -111,7 +112,7 @@ class TrainConfig(_Section):
     # cost accuracy (README, Benchmarks); `bf16` asks for it anyway. Weights stay fp32 either way.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     torch_compile: bool = False  # torch.compile the model: pays off on CUDA for long runs
-    early_stopping_patience: int | None = Field(2, ge=1)
+    early_stopping_patience: int | None = Field(2, ge=1)  # evaluations without gain; null: off
     metric_for_best_model: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = "accuracy"
     eval_strategy: Literal["epoch", "steps"] = "epoch"
     eval_steps: int | None = Field(None, gt=0)
@@ -173,11 +174,14 @@ class ChampionGateConfig(_Section):
     allow_overlap: bool = False
 
 
+DEFAULT_THRESHOLDS = {"accuracy": 0.85, "f1_macro": 0.80}
+
+
 class GateConfig(_Section):
     """Minimum metrics a model must reach to be registered."""
 
     champion: ChampionGateConfig = ChampionGateConfig()
-    thresholds: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.85, "f1_macro": 0.80})
+    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))  # minimums
     maximums: dict[str, float] = Field(default_factory=dict)  # lower-is-better metrics, e.g. perplexity
     on_fail: Literal["fail", "complete"] = "fail"
 
@@ -185,9 +189,9 @@ class GateConfig(_Section):
 class RegisterConfig(_Section):
     """Where and under which name the model is tracked and registered."""
 
-    model_name: str = "banking77-intent"
+    model_name: str = "banking77-intent"  # the registered model's name
     experiment: str = "refinery"
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, when set, wins
     alias: str = "challenger"
     promotion: Literal["manual", "auto"] = "manual"  # auto: a passing challenger becomes `champion`
     causal_lm_format: Literal["merged", "adapter"] = "merged"  # adapter: LoRA weights + base reference

@@ -33,6 +33,11 @@ class RunLayout:
     root: Path
 
     @property
+    def run_log(self) -> Path:
+        """Everything the libraries said during `refinery run` (the terminal shows one line per step)."""
+        return self.root / "run.log"
+
+    @property
     def splits_dir(self) -> Path:
         return self.root / "splits"
 
@@ -75,6 +80,11 @@ class RunLayout:
         return self.train_dir / "history.csv"
 
     @property
+    def training_curve_png(self) -> Path:
+        """Train loss and validation metrics per step."""
+        return self.train_dir / "training_curve.png"
+
+    @property
     def eval_dir(self) -> Path:
         return self.root / "eval"
 
@@ -89,6 +99,10 @@ class RunLayout:
     @property
     def confusion_png(self) -> Path:
         return self.eval_dir / "confusion_matrix.png"
+
+    @property
+    def per_class_f1_png(self) -> Path:
+        return self.eval_dir / "per_class_f1.png"
 
     @property
     def predictions_csv(self) -> Path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from tasks.core.errors import ModelSourceError
 from tasks.core.hashing import fingerprint_files
 from tasks.models.gguf import PACKAGED_GGUF, packaged_model_dir
@@ -71,3 +73,20 @@ def weights_fingerprint(model_dir: Path) -> str:
 def tokenizer_fingerprint(model_dir: Path) -> str:
     """SHA-256 of the tokenizer files present in `model_dir`."""
     return fingerprint_files(model_dir, TOKENIZER_FILES)
+
+
+def model_license(model_dir: Path) -> str | None:
+    """The `license:` of a model's own card (README.md front matter), None when it states none."""
+    readme = model_dir / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    front = text.split("---", 2)[1] if text.count("---") >= 2 else ""
+    try:
+        meta = yaml.safe_load(front)
+    except yaml.YAMLError:
+        return None
+    found = meta.get("license") if isinstance(meta, dict) else None
+    return str(found) if found else None

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
 
 from tasks.core.config import Params
+from tasks.core.errors import ModelSourceError
+from tasks.core.files import read_json
+from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import Lineage
+from tasks.models.base_models import model_license, resolve_base_model
 from tasks.models.gguf import MODEL_LICENCES
 from tasks.registry.tracking import flatten_params
 
-BANKING77_ATTRIBUTION = (
-    "BANKING77 dataset by PolyAI, CC BY 4.0 (https://huggingface.co/datasets/PolyAI/banking77)."
-)
 
-
-def base_model_line(spec: str) -> str:
-    """The base model and, for the packaged ones, its licence and citation."""
+def base_model_line(spec: str, stated: str | None = None) -> str:
+    """The base model with its licence: for the packaged ones, the licence and citation we checked;
+    else what its own model card states (`stated`), never a guess."""
     licence = MODEL_LICENCES.get(spec)
-    return f"- `{spec}`: {licence}" if licence else f"- `{spec}`: under its own licence (see its model card)"
+    if licence:
+        return f"- `{spec}`: {licence}"
+    if stated:
+        return f"- `{spec}`: licence {stated} (as its model card states)"
+    return f"- `{spec}`: under its own licence (see its model card)"
 
 
 def _table(rows: dict[str, str], header: tuple[str, str]) -> str:
@@ -36,6 +45,52 @@ class CardFacts:
     sizes: dict[str, int]
     test_metrics: dict[str, float]
     run_id: str
+    per_class: list[dict[str, Any]] = field(default_factory=list)  # label, precision, recall, f1, support
+    training: dict[str, Any] = field(default_factory=dict)  # the train step's summary (train/metrics.json)
+    base_license: str | None = None  # from the base model's own card; never guessed
+
+
+def card_facts(params: Params, layout: RunLayout, sizes: dict[str, int], run_id: str) -> CardFacts:
+    """What the run directory and the base model's own card say, for the model card."""
+    labels: list[str] = json.loads((layout.splits_dir / "labels.json").read_text(encoding="utf-8"))
+    per_class = (
+        pd.read_csv(layout.per_class_csv, keep_default_na=False).to_dict("records")
+        if layout.per_class_csv.is_file()
+        else []
+    )
+    training = read_json(layout.train_metrics) if layout.train_metrics.is_file() else {}
+    try:
+        base_license = model_license(resolve_base_model(params.train.base_model))
+    except ModelSourceError:
+        base_license = None
+    return CardFacts(labels, sizes, read_json(layout.eval_metrics), run_id, per_class, training, base_license)
+
+
+def _per_class_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(not a classifier: see the test metrics above)"
+    lines = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    scores = ("precision", "recall", "f1")
+    for r in rows:
+        shown = " | ".join(f"{float(r[k]):.4f}" for k in scores)
+        lines.append(f"| {r['label']} | {shown} | {int(r['support'])} |")
+    return "\n".join(lines)
+
+
+def _procedure(params: Params, training: dict[str, Any]) -> str:
+    """How the weights were made: base model, epochs and steps, precision, speed, hardware."""
+    train, lora = params.train, params.train.lora
+    method = f"LoRA (r={lora.r}, alpha={lora.alpha})" if lora.enabled else "full fine-tuning"
+    steps, epochs = training.get("global_steps", "?"), float(training.get("epochs_completed", 0.0))
+    speed = float(training.get("train_samples_per_second", 0.0))
+    runtime = float(training.get("train_runtime_s", 0.0))
+    return (
+        f"- Method: {method}, learning rate {train.learning_rate:g}, batch size {train.batch_size}, "
+        f"{steps} steps ({epochs:.2f} epochs), seed {train.seed}\n"
+        f"- Precision: {training.get('precision', 'not recorded')}; {runtime:.0f} s at {speed:.1f} samples/s"
+        f"{' (a finished training with the same inputs, reused)' if training.get('reused') else ''}\n"
+        f"- Hardware: {training.get('hardware', 'not recorded')}"
+    )
 
 
 def render_model_card(
@@ -47,7 +102,7 @@ def render_model_card(
     """
     data, reg, labels, run_id = params.data, params.register_, facts.labels, facts.run_id
     test = {k: f"{v:.4f}" if isinstance(v, float) else str(v) for k, v in facts.test_metrics.items()}
-    attribution = BANKING77_ATTRIBUTION if data.name.startswith("banking77") else ""  # samples too
+    licence = data.license or "not stated (set data.license)"
     reasons = "\n".join(f"- {reason}" for reason in decision.reasons) or "- (none given)"
     summary, limitations = texts
     registered = (
@@ -59,21 +114,28 @@ def render_model_card(
 
 {summary}
 
+## Base model
+{base_model_line(params.train.base_model, facts.base_license)}
+- Weights hash: `{lineage.base_model_hash}`
+
 ## Data
 - Dataset: **{data.name}** ({data.train_path}{f", {data.test_path}" if data.test_path else ""})
+- Licence: {licence}
 - Data hash: `{lineage.data_hash}`
 - Examples: {", ".join(f"{split} {n}" for split, n in facts.sizes.items())}
 - Labels: {", ".join(labels)}
-{f"- Attribution: {attribution}" if attribution else ""}
 
-## Base model
-{base_model_line(params.train.base_model)}
+## Training procedure
+{_procedure(params, facts.training)}
 
 ## Parameters
 {_table(flatten_params(params), ("param", "value"))}
 
 ## Test metrics
 {_table(test, ("metric", "value"))}
+
+### Per class
+{_per_class_table(facts.per_class)}
 
 ## Gate: {decision.label}
 {reasons}

@@ -24,7 +24,6 @@ from mlflow.models.model import ModelInfo
 
 from tasks.core.config import Params, RegisterConfig
 from tasks.core.errors import RefineryError
-from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import SPLITS
 from tasks.gating.decision import GateDecision
@@ -37,7 +36,7 @@ from tasks.registry.idempotency import (
     registration_key,
     version_of_run,
 )
-from tasks.registry.model_card import CardFacts, render_model_card
+from tasks.registry.model_card import card_facts, render_model_card
 from tasks.registry.retrying import is_transient
 from tasks.registry.tracking import (
     RECORDED_TAG,
@@ -86,6 +85,7 @@ def run_files(layout: RunLayout, evaluation_files: list[Path]) -> list[Path]:
         layout.validation_md,
         layout.train_metrics,
         layout.train_history,
+        layout.training_curve_png,
         layout.eval_metrics,
         *evaluation_files,
         layout.gate_json,
@@ -220,7 +220,7 @@ def log_and_register(
             if earlier is None or earlier.data.tags.get(RECORDED_TAG) != "true":
                 log_record(client, run_id, params, layout, decision, lineage)
             sizes = log_datasets(params, layout, lineage)
-            facts = CardFacts(run_labels(layout), sizes, read_json(layout.eval_metrics), run_id)
+            facts = card_facts(params, layout, sizes, run_id)
             card = render_model_card(params, decision, lineage, facts, summary)
             layout.model_card.write_text(card, encoding="utf-8")
             log_artifacts(client, run_id, layout, [*files, layout.model_card])

@@ -20,6 +20,7 @@ from tasks.models.base_models import resolve_base_model
 from tasks.task_types import task_type_for
 from tasks.tokenization.cache import load_tokenized, tokenized_meta
 from tasks.training.checkpoints import checkpoint_key, keep_trained, reuse_trained, write_history
+from tasks.training.plots import plot_training_curve
 
 
 def checkpoint_dir(params: Params, layout: RunLayout) -> Path:
@@ -40,14 +41,14 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(output_dir.with_name(f"{output_dir.name}.lock"))):
         reused = reuse_trained(output_dir, layout, params.train)
-        if reused is not None:
-            return reused
-        labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
-        trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
-        summary.update(task_type.save_model(trainer, model_dir, layout))
-        write_history(trainer, summary, layout)
-        keep_trained(output_dir, layout)
-    return {**summary, "checkpoint_dir": str(output_dir)}
+        if reused is None:
+            labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
+            trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
+            summary.update(task_type.save_model(trainer, model_dir, layout))
+            write_history(trainer, summary, layout)
+            keep_trained(output_dir, layout)
+    plot_training_curve(layout.train_history, layout.training_curve_png)
+    return reused if reused is not None else {**summary, "checkpoint_dir": str(output_dir)}
 
 
 if __name__ == "__main__":

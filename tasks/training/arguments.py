@@ -7,6 +7,8 @@ TF32 matmuls on Ampere-or-newer GPUs. Every task type's Trainer starts from thes
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,14 @@ def resolved_precision(cfg: TrainConfig) -> str:
     if precision == "bf16" and not cuda and not cpu_has_native_bf16():
         log.warning("train.precision: bf16 on a CPU without AVX512-BF16/AMX is emulated: slower than fp32")
     return precision
+
+
+def hardware_description() -> str:
+    """The device a training ran on, for the model card: GPU name, or CPU and its core count."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def cuda_has_tf32() -> bool:

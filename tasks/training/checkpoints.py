@@ -26,6 +26,8 @@ from tasks.core.files import space_for
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import weights_fingerprint
+from tasks.training.arguments import hardware_description
+from tasks.training.progress import ProgressLog
 from tasks.training.resumption import MarkSavedCheckpoints, usable_checkpoint
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
@@ -63,6 +65,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         fallback = f"resuming from {last.name}" if last is not None else "starting afresh"
         print(f"warning: {'; '.join(skipped)}; {fallback}", file=sys.stderr)
     trainer.add_callback(MarkSavedCheckpoints())
+    trainer.add_callback(ProgressLog(cfg.metric_for_best_model))
     with space_for(output_dir, "train.checkpoint_dir"):  # a cut checkpoint is skipped on resume
         result = trainer.train(resume_from_checkpoint=resume_from)
     (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
@@ -75,6 +78,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "resumed": resume_from is not None,
         "checkpoints_skipped": len(skipped),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "hardware": hardware_description(),
     }
     if trainer.state.best_metric is not None:
         summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)

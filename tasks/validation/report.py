@@ -46,6 +46,7 @@ class ExpectationOutcome:
     why: str
     unexpected_count: int
     offending: list[OffendingRow] = field(default_factory=list)
+    fix: str = ""  # a failed threshold: measured value, threshold, the params key and what to do
 
     def describe(self, max_rows: int) -> str:
         """`name on file column 'c' (offenders...)`, on one line."""
@@ -57,7 +58,8 @@ class ExpectationOutcome:
         if not shown:
             # no offending rows (an aggregate, e.g. a count of classes): say what was expected
             shown = "column missing" if self.expectation == "expect_column_to_exist" else self.why
-        return f"{self.name} on {self.file}{column} ({shown})"
+        fix = f": {self.fix}" if self.fix else ""
+        return f"{self.name} on {self.file}{column}{fix} ({shown})"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class ValidationResult:
             )
         for o in self.failed:
             lines += ["", f"## ❌ {o.name} on {o.file}" + (f" column '{o.column}'" if o.column else "")]
-            lines += ["", o.why, ""]
+            lines += ["", o.why, ""] + ([f"**{o.fix}**", ""] if o.fix else [])
             if not o.offending:
                 lines.append("column missing" if o.expectation == "expect_column_to_exist" else "no rows")
                 continue

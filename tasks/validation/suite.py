@@ -30,6 +30,25 @@ _LEAK_BATCH = "test_against_train"
 
 
 @dataclass(frozen=True)
+class Limit:
+    """The params setting behind a check, for an error that names the fix.
+
+    `message` is formatted with `count` (rows or classes that broke it), `share` (of all checked,
+    e.g. "2.5 %"), `total`, `key` and `value`: e.g. "{count} duplicate texts ({share}) exceed
+    {key} = {value}; deduplicate the file or raise the limit".
+    """
+
+    key: str
+    value: float | int | bool
+    message: str
+
+    def describe(self, count: int, total: int) -> str:
+        share = f"{100.0 * count / total:.1f} %" if total else "n/a"
+        value = f"{self.value:g}" if isinstance(self.value, float) else str(self.value).lower()
+        return self.message.format(count=count, share=share, total=total, key=self.key, value=value)
+
+
+@dataclass(frozen=True)
 class Check:
     """One expectation, the batch it runs on, and what to tell the user about it."""
 
@@ -39,6 +58,7 @@ class Check:
     file: str
     column: str | None
     why: str
+    limit: Limit | None = None  # the params setting that decides, when the check has a threshold
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,27 @@ class Batch:
     frame: pd.DataFrame
     file: str
     index_columns: list[str]
+
+
+def min_examples_limit(cfg: ValidateConfig) -> Limit:
+    """Classes below `validate.min_examples_per_class`."""
+    return Limit("validate.min_examples_per_class", cfg.min_examples_per_class,
+                 "{count} of {total} classes have fewer examples than {key} = {value}; "
+                 "add examples, merge or drop those classes, or lower the limit")  # fmt: skip
+
+
+def leakage_limit(cfg: ValidateConfig) -> Limit:
+    """Test texts that are also train texts (`validate.allow_leakage`)."""
+    return Limit("validate.allow_leakage", cfg.allow_leakage,
+                 "{count} test texts ({share}) also occur in train and {key} = {value}; "
+                 "remove them from one file, or set the key to true to report them only")  # fmt: skip
+
+
+def duplicates_limit(cfg: ValidateConfig, what: str = "texts") -> Limit:
+    """Rows sharing their content with another row beyond `validate.max_duplicate_fraction`."""
+    return Limit("validate.max_duplicate_fraction", cfg.max_duplicate_fraction,
+                 "{count} duplicate " + what + " ({share}) exceed {key} = {value}; "
+                 "deduplicate the file or raise the limit")  # fmt: skip
 
 
 def check(result: ValidationResult, cfg: ValidateConfig) -> None:
@@ -86,7 +127,7 @@ def cross_checks(
         min_count = gxe.ExpectColumnValuesToBeBetween(column="examples", min_value=cfg.min_examples_per_class)
         checks.append(Check("classes_have_min_examples", min_count, _CLASS_BATCH, train.file, label,
                              f"every class needs at least {cfg.min_examples_per_class} examples in train "
-                             "(validate.min_examples_per_class)"))  # fmt: skip
+                             "(validate.min_examples_per_class)", min_examples_limit(cfg)))  # fmt: skip
     if test is None:
         return checks, derived
     if label in train.frame.columns and label in test.frame.columns:
@@ -105,7 +146,8 @@ def cross_checks(
         )
         allowed = " (reported only: validate.allow_leakage is true)" if cfg.allow_leakage else ""
         checks.append(Check("no_train_test_leakage", leak, _LEAK_BATCH, f"{train.file}+{test.file}", text,
-                             f"no test text may also be a train text, after strip(){allowed}"))  # fmt: skip
+                             f"no test text may also be a train text, after strip(){allowed}",
+                             leakage_limit(cfg)))  # fmt: skip
     return checks, derived
 
 
@@ -147,6 +189,8 @@ def _outcome(c: Check, result: ExpectationValidationResult, rows_file: str) -> E
         raise RuntimeError(f"Great Expectations could not evaluate {c.name} on {c.file}: {error}")
     found = result.result or {}
     items: list[dict[str, Any]] = found.get("unexpected_index_list") or []
+    count, total = int(found.get("unexpected_count") or 0), int(found.get("element_count") or 0)
+    fix = c.limit.describe(count, total) if c.limit is not None and not result.success else ""
     return ExpectationOutcome(
         name=c.name,
         expectation=result.expectation_config.type if result.expectation_config else "",
@@ -154,8 +198,9 @@ def _outcome(c: Check, result: ExpectationValidationResult, rows_file: str) -> E
         column=c.column,
         success=bool(result.success),
         why=c.why,
-        unexpected_count=int(found.get("unexpected_count") or 0),
+        unexpected_count=count,
         offending=[_offending_row(item, c.column, rows_file) for item in items],
+        fix=fix,
     )
 
 

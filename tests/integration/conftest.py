@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
+from tasks.task_types.classification.plots import plot_per_class_f1
+from tasks.training.plots import plot_training_curve
 from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
 
@@ -140,6 +142,7 @@ def build_run_dir(root: Path, decision: GateDecision) -> RunLayout:
         "8,2.0,,,0.97,0.67,0.60\n",
         encoding="utf-8",
     )
+    plot_training_curve(layout.train_history, layout.training_curve_png)
     layout.eval_dir.mkdir()
     metrics = {"accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.45, "precision_macro": 0.4}
     layout.eval_metrics.write_text(
@@ -147,6 +150,7 @@ def build_run_dir(root: Path, decision: GateDecision) -> RunLayout:
     )
     per_class = pd.DataFrame({"label": LABELS, "precision": 0.5, "recall": 0.4, "f1": 0.44, "support": 2})
     per_class.to_csv(layout.per_class_csv, index=False)
+    plot_per_class_f1(per_class, layout.per_class_f1_png)
     predictions = _split_frame(6, 200)[["text", "label"]].assign(prediction=LABELS[0], score=0.4)
     predictions.to_csv(layout.predictions_csv, index=False)
     figure = Figure(figsize=(2, 2))

@@ -34,7 +34,12 @@ def _params(tmp_path: Path, **register: Any) -> Params:
     train_csv.parent.mkdir(exist_ok=True)
     train_csv.write_text("text,category\n" + "\n".join(f"{t},x" for t in TEXTS) + "\n", encoding="utf-8")
     raw = {
-        "data": {"name": "banking77", "train_path": str(train_csv), "test_path": None},
+        "data": {
+            "name": "banking77",
+            "train_path": str(train_csv),
+            "test_path": None,
+            "license": "CC BY 4.0; BANKING77 dataset by PolyAI",
+        },
         "gate": {"on_fail": register.pop("on_fail", "complete")},
         "register": {
             "model_name": "tiny-intent",
@@ -103,6 +108,8 @@ def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: 
         "eval/confusion_matrix.png",
         "eval/predictions.csv",
         "eval/per_class.csv",
+        "eval/per_class_f1.png",
+        "train/training_curve.png",
     } <= artifacts
     assert run.inputs is not None
     inputs = {tag.key: tag.value for i in run.inputs.dataset_inputs for tag in i.tags}
@@ -119,7 +126,10 @@ def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: 
     assert params.data.train_path in contexts["train"].source
 
     card = layout.model_card.read_text(encoding="utf-8")
-    assert "BANKING77 dataset by PolyAI, CC BY 4.0" in card
+    assert "- Licence: CC BY 4.0; BANKING77 dataset by PolyAI" in card
+    assert "| refund |" not in card and "| card_arrival | 0.5000 | 0.4000 | 0.4400 | 2 |" in card
+    assert "- Base model: `minilm` (licence: apache-2.0" in card
+    assert "steps" in card and "Hardware:" in card
     assert "| `accuracy` | 0.5000 |" in card and "| `train.learning_rate` | 0.0003 |" in card
     assert "## Gate: passed" in card and lineage.data_hash in card
 

@@ -211,6 +211,15 @@ def test_validation_reports_a_truncated_away_response_with_its_row(model_dir: Pa
     assert "train.jsonl:2 '0'" in failed["responses_survive_truncation"].describe(10)
     assert [row.row for row in failed["output_not_empty"].offending] == [3]
     assert "responses_survive_truncation on train.jsonl" in result.failure_message(10)
+    truncated = failed["few_examples_truncated"].fix
+    assert "of 4 examples" in truncated and "more than validate.max_truncated_fraction = 0.05" in truncated
+    assert "raise tokenize.max_length" in truncated
+    assert "2 duplicate examples (50.0 %) exceed validate.max_duplicate_fraction" in failed[
+        "no_duplicate_examples"
+    ].describe(10)
+    at_the_cap = validate_sft({"train": records}, params, tokenizer, max_length=16, model_cap=16)
+    capped = next(o for o in at_the_cap.failed if o.name == "few_examples_truncated").fix
+    assert "the model's maximum length is 16 tokens, so raising tokenize.max_length cannot help" in capped
 
 
 def test_padding_with_the_eos_token_still_teaches_the_model_to_stop(model_dir: Path, tmp_path: Path) -> None:

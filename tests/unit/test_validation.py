@@ -99,6 +99,9 @@ def test_too_long_text_is_reported() -> None:
     rows[4] = ("x" * 51, "refund")
     result = validate_frames(_frames(train=rows), DATA, ValidateConfig(max_text_length=50))
     assert _failed(result) == {("text_not_too_long", "data/train.csv"): [("data/train.csv", 5, "x" * 51)]}
+    assert "1 texts (11.1 %) are longer than validate.max_text_length = 50 characters" in (
+        result.failure_message(5)
+    )
 
 
 def test_duplicates_after_strip_show_every_copy_and_respect_the_allowed_fraction() -> None:
@@ -108,6 +111,10 @@ def test_duplicates_after_strip_show_every_copy_and_respect_the_allowed_fraction
     offenders = _failed(result)[("no_duplicate_texts", "data/train.csv")]
     assert [(f, r) for f, r, _ in offenders] == [("data/train.csv", 2), ("data/train.csv", 8)]
     assert offenders[1][2] == rows[7][0]  # the value as written, not the stripped one
+    assert (
+        "2 duplicate texts (22.2 %) exceed validate.max_duplicate_fraction = 0; "
+        "deduplicate the file or raise the limit" in result.failure_message(5)
+    )
     assert validate_frames(_frames(train=rows), DATA, ValidateConfig(max_duplicate_fraction=0.25)).success
 
 
@@ -133,6 +140,9 @@ def test_class_below_minimum_is_named_with_its_count() -> None:
         ("data/train.csv", None, "close_account", "1 examples")
     ]
     assert "'close_account' (1 examples)" in result.failure_message(5)
+    assert "1 of 4 classes have fewer examples than validate.min_examples_per_class = 2" in (
+        result.failure_message(5)
+    )
 
 
 def test_label_only_in_test_points_at_the_test_row() -> None:
@@ -164,6 +174,7 @@ def test_leakage_shows_the_test_rows_unless_allowed() -> None:
     assert allowed.success
     leak = next(o for o in allowed.expectations if o.name == "no_train_test_leakage")
     assert leak.unexpected_count == 1  # still reported, no longer failing
+    assert "also occur in train and validate.allow_leakage = false" in result.failure_message(5)
 
 
 def test_failure_message_is_one_line_naming_every_failure_and_capping_rows() -> None:
@@ -175,7 +186,10 @@ def test_failure_message_is_one_line_naming_every_failure_and_capping_rows() -> 
     result = validate_frames(_frames(train=rows, test=test), DATA, CFG)
     message = result.failure_message(2)
     assert "\n" not in message
-    assert message.startswith("data validation failed: text_not_empty on data/train.csv column 'text' (")
+    assert message.startswith(
+        "data validation failed: text_not_empty on data/train.csv column 'text': 3 texts (33.3 %) are "
+        "shorter than validate.min_text_length = 1 characters after strip(); "
+    )
     assert "data/train.csv:3 '\\t\\n'; data/train.csv:5 '\\t\\n'; ... 1 more)" in message
     assert (
         "test_labels_seen_in_train on data/test.csv column 'label' (data/test.csv:1 'unknown_label')"

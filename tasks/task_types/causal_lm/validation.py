@@ -19,10 +19,11 @@ from transformers import PreTrainedTokenizerBase
 
 from tasks.core.config import Params
 from tasks.models.base_models import resolve_base_model
+from tasks.models.tokenizers import model_max_length
 from tasks.task_types.causal_lm.records import canonical_frame, messages_of, split_sft
 from tasks.task_types.causal_lm.templating import encode_example, load_chat_tokenizer, max_length_for
 from tasks.validation.report import ValidationResult
-from tasks.validation.suite import Batch, Check, cross_checks, file_batch, run_suite
+from tasks.validation.suite import Batch, Check, Limit, cross_checks, duplicates_limit, file_batch, run_suite
 
 _SHOWN = ["role_order", "reference", "example", "total_tokens", "response_tokens"]
 
@@ -70,12 +71,36 @@ def sft_batch(key: str, raw: pd.DataFrame, params: Params, tokenizer: Any, max_l
     return replace(batch, index_columns=batch.index_columns + _SHOWN)
 
 
-def sft_checks(key: str, batch: Batch, params: Params, max_length: int) -> list[Check]:
-    """Expectations on one file; those on records only when the required fields exist."""
+def truncation_limit(params: Params, max_length: int, model_cap: int | None) -> Limit:
+    """Examples cut at `max_length`: the share over it, and whether a longer max_length could help."""
+    over = (
+        f"{{count}} of {{total}} examples ({{share}}) are longer than {max_length} tokens after templating, "
+    )
+    if model_cap is not None and max_length >= model_cap:
+        fix = (
+            f"the model's maximum length is {model_cap} tokens, so raising tokenize.max_length cannot "
+            "help: shorten those examples, choose a base model with a longer context, or raise the limit"
+        )
+    else:
+        cap = f" (the model takes up to {model_cap})" if model_cap is not None else ""
+        fix = f"raise tokenize.max_length{cap}, shorten those examples, or raise the limit"
+    return Limit("validate.max_truncated_fraction", params.validate_.max_truncated_fraction,
+                 over + "more than {key} = {value}; " + fix)  # fmt: skip
+
+
+def sft_checks(
+    key: str, batch: Batch, params: Params, max_length: int, model_cap: int | None = None
+) -> list[Check]:
+    """Expectations on one file; those on records only when the required fields exist.
+
+    `model_cap`: the base model's own maximum length, which the truncation error names.
+    """
     cfg, fields = params.validate_, required_fields(params, batch.frame)
 
-    def on(name: str, column: str, expectation: gxe.Expectation, why: str) -> Check:
-        return Check(name, expectation, key, batch.file, column, why)
+    def on(
+        name: str, column: str, expectation: gxe.Expectation, why: str, limit: Limit | None = None
+    ) -> Check:
+        return Check(name, expectation, key, batch.file, column, why, limit)
 
     # nothing can be templated or trained without these fields
     checks = [on(f"{column}_present", column, gxe.ExpectColumnToExist(column=column),
@@ -98,27 +123,37 @@ def sft_checks(key: str, batch: Batch, params: Params, max_length: int) -> list[
         on("no_duplicate_examples", "example",
            gxe.ExpectColumnValuesToBeUnique(column="example", mostly=1.0 - cfg.max_duplicate_fraction),
            f"at most {cfg.max_duplicate_fraction:g} of examples may repeat "
-           "(validate.max_duplicate_fraction)"),
+           "(validate.max_duplicate_fraction)", duplicates_limit(cfg, "examples")),
         # an example cut at max_length loses its end: usually the response
         on("few_examples_truncated", "total_tokens",
            gxe.ExpectColumnValuesToBeBetween(column="total_tokens", max_value=max_length,
                                              mostly=1.0 - cfg.max_truncated_fraction),
            f"at most {cfg.max_truncated_fraction:g} of examples may exceed {max_length} tokens after "
-           "templating (validate.max_truncated_fraction, tokenize.max_length)"),
+           "templating (validate.max_truncated_fraction, tokenize.max_length)",
+           truncation_limit(params, max_length, model_cap)),
         # no response token left: the example adds nothing but prompt to the loss-free positions
         on("responses_survive_truncation", "response_tokens",
            gxe.ExpectColumnValuesToBeBetween(column="response_tokens", min_value=1),
-           f"every example must keep at least one response token within {max_length} tokens"),
+           f"every example must keep at least one response token within {max_length} tokens",
+           Limit("tokenize.max_length", max_length,
+                 "{count} examples ({share}) keep no response token within {value} tokens ({key}); "
+                 "shorten their prompts or raise the key")),
     ]  # fmt: skip
     return checks
 
 
 def validate_sft(
-    frames: dict[str, pd.DataFrame], params: Params, tokenizer: Any, max_length: int
+    frames: dict[str, pd.DataFrame],
+    params: Params,
+    tokenizer: Any,
+    max_length: int,
+    model_cap: int | None = None,
 ) -> ValidationResult:
     """Run the SFT suite on the raw frames ("train", optional "test"); never raises for bad data."""
     batches = {key: sft_batch(key, frame, params, tokenizer, max_length) for key, frame in frames.items()}
-    checks = [c for key, batch in batches.items() for c in sft_checks(key, batch, params, max_length)]
+    checks = [
+        c for key, batch in batches.items() for c in sft_checks(key, batch, params, max_length, model_cap)
+    ]
     more, derived = cross_checks(batches, "prompt", "label", params.validate_)
     outcomes = run_suite({**batches, **derived}, checks + more)
     statistics: dict[str, int | float] = {"max_length": max_length}
@@ -136,4 +171,4 @@ def validate_records(frames: dict[str, pd.DataFrame], params: Params) -> Validat
     tokenizer = load_chat_tokenizer(model_dir)
     splits = split_sft(frames, params.data, params.sft)
     max_length = max_length_for(messages_of(splits.train), tokenizer, model_dir, params.tokenize)
-    return validate_sft(frames, params, tokenizer, max_length)
+    return validate_sft(frames, params, tokenizer, max_length, model_max_length(tokenizer, model_dir))

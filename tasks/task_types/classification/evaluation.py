@@ -31,6 +31,7 @@ from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
 from tasks.metrics.loading import load_metric
 from tasks.models.tokenizers import load_tokenizer
+from tasks.task_types.classification.plots import plot_per_class_f1
 from tasks.tokenization.cache import load_tokenized
 
 ClassIds = Sequence[int] | npt.NDArray[np.integer[Any]]
@@ -207,6 +208,7 @@ def evaluate_run(params: Params, layout: RunLayout) -> dict[str, float]:
     metrics: dict[str, float] = {**result.metrics, "n_test": len(test)}
     result.per_class.to_csv(layout.per_class_csv, index=False, float_format="%.4f")
     plot_confusion_matrix(result.predictions, result.references, label_names, layout.confusion_png)
+    plot_per_class_f1(result.per_class, layout.per_class_f1_png)
     names = np.asarray(label_names, dtype=object)
     predictions = pd.DataFrame(
         {

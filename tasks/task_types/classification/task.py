@@ -81,7 +81,7 @@ class ClassificationTask(TaskType):
         return evaluate_run(params, layout)
 
     def evaluation_files(self, layout: RunLayout) -> list[Path]:
-        return [layout.per_class_csv, layout.confusion_png, layout.predictions_csv]
+        return [layout.per_class_csv, layout.confusion_png, layout.per_class_f1_png, layout.predictions_csv]
 
     def compare(self, params: Params, layout: RunLayout, model_uri: str) -> ComparisonStats:
         from tasks.task_types.classification.comparison import compare_champion

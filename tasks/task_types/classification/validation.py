@@ -12,7 +12,16 @@ import pandas as pd
 
 from tasks.core.config import DataConfig, ValidateConfig
 from tasks.validation.report import ValidationResult
-from tasks.validation.suite import STRIPPED, Batch, Check, cross_checks, file_batch, run_suite
+from tasks.validation.suite import (
+    STRIPPED,
+    Batch,
+    Check,
+    Limit,
+    cross_checks,
+    duplicates_limit,
+    file_batch,
+    run_suite,
+)
 
 
 def validate_frames(
@@ -50,8 +59,10 @@ def _file_checks(
     """Expectations on one file; those on a missing column are skipped, its absence is reported."""
     file, columns = batch.file, batch.frame.columns
 
-    def on(name: str, column: str, expectation: gxe.Expectation, why: str) -> Check:
-        return Check(name, expectation, key, file, column, why)
+    def on(
+        name: str, column: str, expectation: gxe.Expectation, why: str, limit: Limit | None = None
+    ) -> Check:
+        return Check(name, expectation, key, file, column, why, limit)
 
     checks = [
         # nothing else can be checked, or trained, without the text
@@ -70,16 +81,22 @@ def _file_checks(
             on("text_not_empty", text,
                gxe.ExpectColumnValueLengthsToBeBetween(column=STRIPPED, min_value=cfg.min_text_length),
                f"text stripped of blanks must have at least {cfg.min_text_length} characters "
-               "(validate.min_text_length)"),
+               "(validate.min_text_length)",
+               Limit("validate.min_text_length", cfg.min_text_length,
+                     "{count} texts ({share}) are shorter than {key} = {value} characters after strip(); "
+                     "fill in or drop those rows, or lower the limit")),
             # runaway rows: usually a broken quote that swallowed the following lines
             on("text_not_too_long", text,
                gxe.ExpectColumnValueLengthsToBeBetween(column=text, max_value=cfg.max_text_length),
-               f"text must have at most {cfg.max_text_length} characters (validate.max_text_length)"),
+               f"text must have at most {cfg.max_text_length} characters (validate.max_text_length)",
+               Limit("validate.max_text_length", cfg.max_text_length,
+                     "{count} texts ({share}) are longer than {key} = {value} characters; "
+                     "check those rows (often a broken quote) or raise the limit")),
             # duplicates overweight some examples (all rows sharing a stripped text count)
             on("no_duplicate_texts", text,
                gxe.ExpectColumnValuesToBeUnique(column=STRIPPED, mostly=1.0 - cfg.max_duplicate_fraction),
                f"at most {cfg.max_duplicate_fraction:g} of rows may share their text with another row "
-               "(validate.max_duplicate_fraction)"),
+               "(validate.max_duplicate_fraction)", duplicates_limit(cfg)),
         ]  # fmt: skip
     if label in columns:
         # missing targets: an unlabelled row cannot be trained on
