@@ -24,10 +24,34 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from infra.processes import ProcessRecord, port_in_use, start_group, stop_groups, stop_leader
-from infra.services import HOST, READY_DEPLOYMENT, REPO_ROOT, Service, Stack, StackError, services
+from infra.services import (
+    HOST,
+    MLFLOW_PORT,
+    POSTGRES_PORT,
+    PREFECT_PORT,
+    READY_DEPLOYMENT,
+    REPO_ROOT,
+    Service,
+    Stack,
+    StackError,
+    services,
+)
 from tasks.errors import RefineryError
 
-__all__ = ["HOST", "OWNER_ENV", "READY_DEPLOYMENT", "Stack", "StackError", "down", "owner", "services", "up"]
+__all__ = [
+    "HOST",
+    "MLFLOW_PORT",
+    "OWNER_ENV",
+    "POSTGRES_PORT",
+    "PREFECT_PORT",
+    "READY_DEPLOYMENT",
+    "Stack",
+    "StackError",
+    "down",
+    "owner",
+    "services",
+    "up",
+]
 
 # in the environment of every process a service starts, children included: how `down` knows its own
 OWNER_ENV = "REFINERY_STACK_OWNER"
