@@ -66,10 +66,10 @@ ui: setup  ## print the Prefect and MLflow UI addresses (and whether they are up
 	REFINERY_DB=$(DB) $(BIN)/python -m infra.stack ui
 
 backup: setup  ## copy the stack's databases and artifacts into DIR (make backup DIR=backups/today)
-	$(BIN)/python -m infra.backup backup $(or $(DIR),$(error make backup DIR=<directory>))
+	REFINERY_DB=$(DB) $(BIN)/python -m infra.backup backup $(or $(DIR),$(error make backup DIR=<directory>))
 
 restore: setup  ## put a backup back into the stopped stack (make down; make restore DIR=…; make up)
-	$(BIN)/python -m infra.backup restore $(or $(DIR),$(error make restore DIR=<directory>))
+	REFINERY_DB=$(DB) $(BIN)/python -m infra.backup restore $(or $(DIR),$(error make restore DIR=<directory>))
 
 publish-to-team: setup  ## copy `make run`'s registry and runs (FROM=sqlite:///mlflow.db) to the team server (TO=http://127.0.0.1:5000)
 	$(BIN)/python -m infra.migrate --from $(or $(FROM),sqlite:///mlflow.db) --to $(or $(TO),$(MLFLOW_TRACKING_URI),http://127.0.0.1:5000)

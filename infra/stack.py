@@ -49,6 +49,7 @@ __all__ = [
     "StackError",
     "down",
     "owner",
+    "running",
     "services",
     "up",
 ]
@@ -137,11 +138,11 @@ def _every_service(stack: Stack) -> list[Service]:
     return [s for wave in reversed(services(with_database, env={})) for s in wave]
 
 
-def down(stack: Stack) -> list[str]:
+def down(stack: Stack, only: set[str] | None = None) -> list[str]:
     """Stop the process groups `up` started: deployments first (they pause on the live server),
-    the database last (its clients are gone by then)."""
+    the database last (its clients are gone by then). `only` limits it to some services."""
     stopped: list[str] = []
-    for service in _every_service(stack):
+    for service in (s for s in _every_service(stack) if only is None or s.name in only):
         record = ProcessRecord.load(_pid_file(stack, service))
         if record is not None:
             stop_leader(record, service.stop_signal)
@@ -152,6 +153,11 @@ def down(stack: Stack) -> list[str]:
             stopped.append(service.name)
         _pid_file(stack, service).unlink(missing_ok=True)
     return stopped
+
+
+def running(stack: Stack) -> set[str]:
+    """The names of the services of this stack whose recorded process still runs."""
+    return {service.name for service in _every_service(stack) if _running(stack, service) is not None}
 
 
 def status(stack: Stack) -> dict[str, bool]:
