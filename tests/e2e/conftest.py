@@ -57,8 +57,9 @@ class TeamStack:
             list(command), cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
-    def make(self, target: str) -> subprocess.CompletedProcess[str]:
-        done = self.run("make", "-s", target)
+    def make(self, target: str, *variables: str) -> subprocess.CompletedProcess[str]:
+        """`make -s target VAR=value…`, which must succeed."""
+        done = self.run("make", "-s", target, *variables)
         assert done.returncode == 0, f"make {target} failed:\n{done.stdout}\n{done.stderr}"
         return done
 
