@@ -134,8 +134,11 @@ def _tail(stack: Stack, service: Service, lines: int = 15) -> str:
 
 def _every_service(stack: Stack) -> list[Service]:
     """Every service a stack in this directory may have started, whatever its database, last first."""
-    with_database = dataclasses.replace(stack, db="postgres")
-    return [s for wave in reversed(services(with_database, env={})) for s in wave]
+    try:
+        waves = services(dataclasses.replace(stack, db="postgres"), env={})
+    except RefineryError:  # no PostgreSQL binaries: this stack cannot have started one
+        waves = services(dataclasses.replace(stack, db="sqlite"), env={})
+    return [s for wave in reversed(waves) for s in wave]
 
 
 def down(stack: Stack, only: set[str] | None = None) -> list[str]:
