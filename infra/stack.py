@@ -184,6 +184,20 @@ def _print_ui(stack: Stack) -> None:
     print("  export " + " ".join(f"{k}={v}" for k, v in stack.client_env().items()))
 
 
+def _note_sqlite_left_behind(stack: Stack) -> None:
+    """A stack dir from before PostgreSQL was the default: say where that state still is."""
+    if (
+        stack.db == "postgres"
+        and stack.local_postgres() is not None
+        and stack.sqlite_files["mlflow"].is_file()
+    ):
+        print(
+            f"note: {stack.sqlite_files['mlflow']} holds this stack's SQLite state from before; it is not "
+            "used on PostgreSQL: `make up DB=sqlite` serves it, infra/README.md says how to move it",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m infra.stack up|down|ui|status`."""
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
@@ -195,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             started = up(stack)
             print(f"started: {', '.join(started)}" if started else "already running: nothing started")
             _print_ui(stack)
+            _note_sqlite_left_behind(stack)
         elif args.command == "down":
             stopped = down(stack)
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
