@@ -127,6 +127,19 @@ def _plain(metrics: list[Metric]) -> list[Metric]:
     return [Metric(m.key, m.value, m.timestamp, m.step) for m in metrics]
 
 
+def download_model(client: MlflowClient, name: str, version: str, into: Path) -> Path:
+    """The files of a model version, downloaded through `client`'s own store and server.
+
+    (A `models:/` URI would be resolved against the default registry, not `client`'s.)
+    """
+    uri = client.get_model_version_download_uri(name, version)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(into), tracking_uri=client.tracking_uri
+        )
+    )
+
+
 def _logged_model_id(source: str | None) -> str | None:
     """The logged model a version's source names (`models:/m-…`); stores do not always fill model_id."""
     match = re.fullmatch(r"models:/(m-[0-9a-f]+)", source or "")
@@ -137,11 +150,7 @@ def _model_source(
     migration: Migration, version: ModelVersion, run_id: str, scratch: str
 ) -> tuple[str, str | None]:
     """Upload the version's model files to the target; the new version's source and model id."""
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{version.name}/{version.version}",
-        dst_path=scratch,
-        tracking_uri=migration.source_uri,
-    )
+    local = str(download_model(migration.source, version.name, str(version.version), Path(scratch)))
     target = migration.target
     model_id = version.model_id or _logged_model_id(version.source)
     if model_id:

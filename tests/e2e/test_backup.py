@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow.artifacts
 import pytest
 from mlflow import MlflowClient
 
+from infra.migrate import download_model
 from infra.processes import owned_processes
 from infra.stack import OWNER_ENV, Stack, owner
 from tests.e2e.conftest import TeamStack, free_port
@@ -55,13 +55,7 @@ def registry_state(client: MlflowClient, tmp: Path) -> dict[str, Any]:
     for version in client.search_model_versions(f"name='{MODEL}'"):
         run = client.get_run(version.run_id)
         reports = Path(client.download_artifacts(version.run_id, "reports", str(tmp / f"r{version.version}")))
-        model_files = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{MODEL}/{version.version}",
-                dst_path=str(tmp / f"m{version.version}"),
-                tracking_uri=client.tracking_uri,
-            )
-        )
+        model_files = download_model(client, MODEL, str(version.version), tmp / f"m{version.version}")
         state["versions"][version.version] = {
             "tags": dict(version.tags), "source": version.source, "run": version.run_id,
             "params": run.data.params, "metrics": run.data.metrics, "run_tags": run.data.tags.get("attempt"),

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow.artifacts
 import pytest
 from mlflow import MlflowClient
 
-from infra.migrate import SOURCE_VERSION
+from infra.migrate import SOURCE_VERSION, download_model
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import TeamStack
 from tests.fixtures import build_tiny_classifier
@@ -39,10 +38,8 @@ def _laptop(team: TeamStack, *args: str, cwd: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
 
-def _files(uri: str, tracking_uri: str, into: Path) -> dict[str, int]:
-    root = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into), tracking_uri=tracking_uri)
-    )
+def _files(client: MlflowClient, version: str, into: Path) -> dict[str, int]:
+    root = download_model(client, MODEL, version, into)
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
 
 
@@ -88,6 +85,7 @@ def test_publish_to_team_copies_versions_aliases_runs_and_artifacts_once(
     }
     experiment = team.get_experiment_by_name(EXPERIMENT)
     assert experiment is not None and len(team.search_runs([experiment.experiment_id])) == 1
-    model_files = _files(f"models:/{MODEL}@champion", team_uri, tmp_path / "team-model")
-    assert model_files == _files(f"models:/{MODEL}/1", local_uri, tmp_path / "laptop-model")
+    champion = str(team.get_model_version_by_alias(MODEL, "champion").version)
+    model_files = _files(team, champion, tmp_path / "team-model")
+    assert model_files == _files(local, "1", tmp_path / "laptop-model")
     assert "MLmodel" in model_files
