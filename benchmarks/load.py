@@ -187,11 +187,15 @@ def wait_for(target: Target, ids: list[str], timeout_s: float) -> dict[str, str]
 
 def run_load(
     target: Target, params: Path, workdir: Path, flow_runs: int, clients: int, duration_s: float,
-    max_steps: int = 20, flow_timeout_s: float = 1800.0, min_promotions: int = 0,
+    max_steps: int = 20, flow_timeout_s: float = 1800.0, min_promotions: int = 0, seed_runs: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Flow runs submitted at once, `clients` readers and the promoter for `duration_s` (longer, until
-    `min_promotions` promotions were served, when asked: a short test needs a version to promote)."""
+    `min_promotions` promotions were served, when asked: a short test needs a version to promote).
+    `seed_runs` trainings run to the end first, untimed, as the versions a team already has."""
     _prepare(target)
+    if seed_runs:  # versions registered before the clock starts: promote/rollback have work from t=0
+        seeds = submit_flow_runs(target, params, [workdir / f"seed-{i}" for i in range(seed_runs)], max_steps)
+        wait_for(target, seeds, flow_timeout_s)
     started = time.monotonic()
     ids = submit_flow_runs(target, params, [workdir / f"run-{i}" for i in range(flow_runs)], max_steps)
     timings, stop = Timings(), threading.Event()

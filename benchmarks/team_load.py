@@ -3,7 +3,8 @@
 For each database it starts its own stack (`python -m infra.stack up` with REFINERY_DB, free ports
 on 127.0.0.1, a scratch directory), submits `--flow-runs` trainings of a tiny BERT to
 `finetune/banking77` at once while `--clients` readers and a promote/rollback loop run for
-`--duration` seconds (benchmarks/load.py), waits for the trainings, checks that each registered
+`--duration` seconds (benchmarks/load.py; one training runs first, untimed, so that there are
+versions to promote from the start), waits for the trainings, checks that each registered
 exactly one version, and stops the stack. Results: benchmarks/results/team-load-<date>.json and .md.
 """
 
@@ -80,7 +81,7 @@ def measure(db: str, args: argparse.Namespace) -> dict[str, Any]:
             stack = Stack.from_env(env)
             target = Target(stack.prefect_api_url, stack.mlflow_url, MODEL_NAME, EXPERIMENT, env)
             result = run_load(
-                target, params, home, args.flow_runs, args.clients, args.duration, args.max_steps
+                target, params, home, args.flow_runs, args.clients, args.duration, args.max_steps, seed_runs=1
             )
         finally:
             _stack(env, "down")
