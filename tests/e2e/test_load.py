@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.load import Target, run_load
+from benchmarks.team_load import LOAD_GATE
 from tests.e2e.conftest import TeamStack
 from tests.fixtures import build_tiny_classifier
 from tests.integration.conftest import banking_sample, tiny_params
@@ -22,7 +23,8 @@ def test_reads_and_promotions_while_trainings_queue(stack_up: TeamStack, tmp_pat
     base = build_tiny_classifier(tmp_path / "tiny-base", ["x", "y"])
     train_csv = tmp_path / "train.csv"
     banking_sample().to_csv(train_csv, index=False)
-    params = tiny_params(tmp_path, base, train_csv, register={"model_name": MODEL, "experiment": EXPERIMENT})
+    register = {"model_name": MODEL, "experiment": EXPERIMENT}
+    params = tiny_params(tmp_path, base, train_csv, register=register, gate=LOAD_GATE)
     stack = stack_up.stack
     target = Target(stack.prefect_api_url, stack.mlflow_url, MODEL, EXPERIMENT, stack_up.env)
 
