@@ -189,6 +189,12 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
     if comparison.overlap_note:
         reasons.append(comparison.overlap_note + overlap_verdict(comparison))
     passed = comparison.better and not tripped and not comparison.overlap_blocks
+    return passed, reasons, _checks(comparison)
+
+
+def _checks(comparison: ChampionComparison) -> dict[str, dict[str, float | bool]]:
+    """The gate checks of a champion comparison: the interval, the guard rails, the overlap."""
+    boot, tripped = comparison.bootstrap, comparison.tripped
     checks: dict[str, dict[str, float | bool]] = {
         f"champion.{boot.metric}_delta": {
             "value": boot.delta,
@@ -204,7 +210,7 @@ def judge(comparison: ChampionComparison) -> tuple[bool, list[str], dict[str, di
             "value": float(comparison.overlap_rows),
             "passed": not comparison.overlap_blocks,
         }
-    return passed, reasons, checks
+    return checks
 
 
 def overlap_verdict(comparison: ChampionComparison) -> str:
