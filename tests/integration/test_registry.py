@@ -128,7 +128,7 @@ def test_passed_gate_registers_a_challenger_that_predicts_label_names(tmp_path: 
     card = layout.model_card.read_text(encoding="utf-8")
     assert "- Licence: CC BY 4.0; BANKING77 dataset by PolyAI" in card
     assert "| refund |" not in card and "| card_arrival | 0.5000 | 0.4000 | 0.4400 | 2 |" in card
-    assert "- Base model: `minilm` (licence: apache-2.0" in card
+    assert "- `minilm`: all-MiniLM-L6-v2 by sentence-transformers, Apache-2.0" in card
     assert "steps" in card and "Hardware:" in card
     assert "| `accuracy` | 0.5000 |" in card and "| `train.learning_rate` | 0.0003 |" in card
     assert "## Gate: passed" in card and lineage.data_hash in card
