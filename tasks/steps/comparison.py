@@ -3,7 +3,7 @@
 The champion is read from the registry (the effective tracking URI); the task type scores it on
 the same test examples as the challenger and measures the paired statistics, which go to
 `comparison/comparison.json` for the gate. With no champion the file says so and the thresholds
-alone decide.
+alone decide. Only a champion Refinery registered is loaded: loading a model runs its code.
 """
 
 from __future__ import annotations
@@ -12,12 +12,27 @@ from typing import Any
 
 from tasks.comparison.champion import ChampionComparison
 from tasks.core.config import Params
+from tasks.core.errors import RefineryError
 from tasks.core.files import write_json
 from tasks.core.layout import RunLayout
 from tasks.lineage.record import LINEAGE_ROWS
 from tasks.registry.promotion import CHAMPION, champion_version
 from tasks.registry.tracking import effective_tracking_uri, store_exists, tracking_to
 from tasks.task_types import task_type_for
+
+REGISTERED_BY_REFINERY = "gate.decision"  # a tag the register step sets on every version it creates
+
+
+def require_registered_by_refinery(name: str, version: str, tags: dict[str, str]) -> None:
+    """Load only a champion Refinery registered (its `gate.decision` tag): loading a model runs its
+    code (an MLflow "model from code", as the adapter format is), so a version registered by hand
+    is never loaded on its own."""
+    if REGISTERED_BY_REFINERY not in tags:
+        raise RefineryError(
+            f"compare: '{CHAMPION}' of {name} is version {version}, which Refinery did not register "
+            f"(no '{REGISTERED_BY_REFINERY}' tag) and which would run its own code when loaded; "
+            f"promote a version Refinery registered (`refinery promote {name} --version N`)"
+        )
 
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
@@ -32,6 +47,7 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
             found = champion_version(client, name)
             if found is not None:
                 version, tags = found
+                require_registered_by_refinery(name, version, tags)
                 stats = task_type.compare(params, layout, f"models:/{name}/{version}")
                 lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
                 comparison = ChampionComparison.build(
