@@ -3,7 +3,7 @@
 The champion is read from the registry (the effective tracking URI); the task type scores it on
 the same test examples as the challenger and measures the paired statistics, which go to
 `comparison/comparison.json` for the gate. With no champion the file says so and the thresholds
-alone decide.
+alone decide. Only a champion Refinery registered is loaded: loading a model runs its code.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from tasks.comparison.champion import ChampionComparison
 from tasks.comparison.overlap import Overlap, by_data_hashes, by_rows
 from tasks.core.config import Params
+from tasks.core.errors import RefineryError
 from tasks.core.files import write_json
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import row_hashes
@@ -49,6 +50,21 @@ def champion_overlap(
     return by_data_hashes(len(test_hashes), data_hashes(params.data).test, tags)
 
 
+REGISTERED_BY_REFINERY = "gate.decision"  # a tag the register step sets on every version it creates
+
+
+def require_registered_by_refinery(name: str, version: str, tags: dict[str, str]) -> None:
+    """Load only a champion Refinery registered (its `gate.decision` tag): loading a model runs its
+    code (an MLflow "model from code", as the adapter format is), so a version registered by hand
+    is never loaded on its own."""
+    if REGISTERED_BY_REFINERY not in tags:
+        raise RefineryError(
+            f"compare: '{CHAMPION}' of {name} is version {version}, which Refinery did not register "
+            f"(no '{REGISTERED_BY_REFINERY}' tag) and which would run its own code when loaded; "
+            f"promote a version Refinery registered (`refinery promote {name} --version N`)"
+        )
+
+
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Compare with the champion when there is one; write `comparison/comparison.json` either way."""
     task_type = task_type_for(params)
@@ -61,6 +77,7 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
             found = champion_version(client, name)
             if found is not None:
                 version, tags = found
+                require_registered_by_refinery(name, version, tags)
                 stats = task_type.compare(params, layout, f"models:/{name}/{version}")
                 lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
                 overlap = champion_overlap(client, tags, params, layout)
