@@ -2,8 +2,8 @@
 
 `register.promotion: manual` leaves the new version at its alias (`challenger`); `auto` makes a
 version that passed the gate `champion` through `tasks.registry.promotion.promote` (the old champion
-becomes `previous-champion`). The gate report is logged to the MLflow run, pointed at by the
-version's `gate.report` tag and used as the version's description.
+becomes `previous-champion`). The gate report is logged to the MLflow run and pointed at by the
+version's `gate.report` tag; the model card (without its long tables) is the version's description.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from tasks.core.config import Params
 from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
-from tasks.gating.report import build_report, report_json, report_markdown, version_description
+from tasks.gating.report import build_report, report_json, report_markdown
 from tasks.lineage.record import Lineage
+from tasks.registry.model_card import card_description
 from tasks.registry.promotion import promote
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.tracking import effective_tracking_uri, tracking_to
@@ -92,6 +93,8 @@ def release(
             report_uri = f"runs:/{run_id}/{layout.gate_report_md.name}"
             for key, value in {"mlflow_run_id": run_id, REPORT_TAG: report_uri}.items():
                 client.set_model_version_tag(cfg.model_name, result.version, key, value)
-            description = version_description(report, report_uri)
+            card = layout.model_card.read_text(encoding="utf-8")
+            card_uri = f"runs:/{run_id}/{layout.model_card.name}"
+            description = card_description(card, card_uri, report_uri)
             client.update_model_version(cfg.model_name, result.version, description=description)
     return report
