@@ -7,18 +7,49 @@ effective params and the gate report go on the run and version and the promotion
 
 from __future__ import annotations
 
+import logging
 import os
 
 from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision, GateFailed
 from tasks.lineage.record import Lineage, current_lineage
+from tasks.models.base_models import weights_fingerprint
 from tasks.registry import registration
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.release import release
+from tasks.registry.tracking import effective_tracking_uri, store_exists, tracking_to
+from tasks.steps.stage import STEP_LOGGER
 from tasks.task_types import task_type_for
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
+WEIGHTS_TAG = "model_weights_hash"  # on each registered version: the sha256 of its config and weights
+log = logging.getLogger(STEP_LOGGER)
+
+
+def version_holding(params: Params, weights_hash: str) -> RegistrationResult | None:
+    """The registered version of `register.model_name` whose weights are these, if there is one."""
+    cfg = params.register_
+    uri = effective_tracking_uri(cfg)
+    if not store_exists(uri):
+        return None
+    with tracking_to(uri) as client:
+        versions = client.search_model_versions(f"name = '{cfg.model_name}'")
+        same = [v for v in versions if v.tags.get(WEIGHTS_TAG) == weights_hash]
+        if not same:
+            return None
+        held = max(same, key=lambda v: int(v.version))
+        experiment = client.get_run(held.run_id).info.experiment_id if held.run_id else ""
+    name, version = cfg.model_name, str(held.version)
+    return RegistrationResult(held.run_id or "", experiment, True, name, version, f"models:/{name}/{version}",
+                              f"models:/{name}@{cfg.alias}")  # fmt: skip
+
+
+def tag_weights(params: Params, result: RegistrationResult, weights_hash: str) -> None:
+    """Record the weights' hash on the version just registered, for the next run's check."""
+    if result.registered and result.version is not None:
+        with tracking_to(effective_tracking_uri(params.register_)) as client:
+            client.set_model_version_tag(result.model_name, result.version, WEIGHTS_TAG, weights_hash)
 
 
 def log_and_register(
@@ -43,8 +74,16 @@ def register_step(
 ) -> RegistrationResult:
     """Log the run and register a passing model; write `registration.json`. Never raises on the gate."""
     decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
+    weights_hash = weights_fingerprint(layout.model_dir) if decision.passed else ""
+    held = version_holding(params, weights_hash) if decision.passed else None
+    if held is not None:  # a re-run of the same training: never a second version of the same weights
+        log.warning("register: version %s of %s already holds these weights (%s); not registered again",
+                    held.version, held.model_name, WEIGHTS_TAG)  # fmt: skip
+        layout.registration_json.write_text(held.to_json(), encoding="utf-8")
+        return held
     lineage = current_lineage(params, flow_run_id=flow_run_id, layout=layout, deployment=deployment)
     result = log_and_register(params, layout, decision, lineage)
+    tag_weights(params, result, weights_hash)
     release(params, layout, decision, lineage, result)
     layout.registration_json.write_text(result.to_json(), encoding="utf-8")
     return result
