@@ -7,6 +7,7 @@ effective params and the gate report go on the run and version and the promotion
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
@@ -23,8 +24,15 @@ from tasks.steps.stage import STEP_LOGGER
 from tasks.task_types import task_type_for
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
-WEIGHTS_TAG = "model_weights_hash"  # on each registered version: the sha256 of its config and weights
+WEIGHTS_TAG = "model_weights_hash"  # on each registered version: see `packaged_weights_hash`
 log = logging.getLogger(STEP_LOGGER)
+
+
+def packaged_weights_hash(params: Params, layout: RunLayout) -> str:
+    """The trained weights (config and weight files) and how MLflow packages them: the same weights
+    logged as merged and as adapter are two different registered models."""
+    packaging = params.register_.causal_lm_format
+    return hashlib.sha256(f"{weights_fingerprint(layout.model_dir)} {packaging}".encode()).hexdigest()
 
 
 def version_holding(params: Params, weights_hash: str) -> RegistrationResult | None:
@@ -74,7 +82,7 @@ def register_step(
 ) -> RegistrationResult:
     """Log the run and register a passing model; write `registration.json`. Never raises on the gate."""
     decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
-    weights_hash = weights_fingerprint(layout.model_dir) if decision.passed else ""
+    weights_hash = packaged_weights_hash(params, layout) if decision.passed else ""
     held = version_holding(params, weights_hash) if decision.passed else None
     if held is not None:  # a re-run of the same training: never a second version of the same weights
         log.warning("register: version %s of %s already holds these weights (%s); not registered again",
