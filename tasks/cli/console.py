@@ -96,6 +96,8 @@ class ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         finished: StepFinished | None = getattr(record, "step_finished", None)
         progress: TrainingProgress | None = getattr(record, "training_progress", None)
+        if finished is None and progress is None and record.levelno >= logging.WARNING:
+            self.console.print(f"  ! {record.getMessage()}", highlight=False, markup=False, soft_wrap=True)
         if finished is not None:
             self._close_bar()
             self.console.print(step_line(finished), highlight=False, markup=False, soft_wrap=True)
@@ -207,13 +209,15 @@ def _descriptors_to(path: Path) -> Iterator[TextIO]:
 
 def _unbind(log: TextIO) -> None:
     """Handlers (re)configured during the session on `sys.stderr`, the log: back to the process's
-    own stderr (not a stand-in such as pytest's capture, which closes after the test)."""
-    for logger in _all_loggers():
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is log:
-                handler.setStream(sys.__stderr__)
-                if hasattr(handler, "console"):  # Prefect's handler prints through a rich console
-                    handler.console.file = sys.__stderr__
+    own stderr (not a stand-in such as pytest's capture, which closes after the test). Every
+    handler, attached or not (a library may hold one to re-attach later): logging's own registry."""
+    for ref in list(logging._handlerList):  # type: ignore[attr-defined]
+        handler = ref()
+        if isinstance(handler, logging.StreamHandler) and handler.stream is log:
+            handler.setStream(sys.__stderr__)
+        console = getattr(handler, "console", None)  # Prefect's handler prints through a rich console
+        if console is not None and getattr(console, "file", None) is log:
+            console.file = sys.__stderr__
 
 
 def _is_fd(stream: TextIO, fd: int) -> bool:

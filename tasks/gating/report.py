@@ -138,17 +138,3 @@ def report_markdown(report: dict[str, Any]) -> str:
     promotion = report["promotion"]
     lines += ["", "## Promotion", "", f"- policy: `{promotion['policy']}`", f"- {promotion['outcome']}", ""]
     return "\n".join(lines)
-
-
-def version_description(report: dict[str, Any], report_uri: str, limit: int = 4900) -> str:
-    """The registered version's description: title, decision and reasons, and where the full report is.
-
-    MLflow stores at most 5,000 characters (enforced on Postgres); the full report, with one row
-    per class, stays an artifact.
-    """
-    full = report_markdown(report)
-    head = full.split("\n## Test metrics", 1)[0].rstrip()
-    footer = f"\n\nFull report (comparison, per-class recall, lineage): `{report_uri}`\n"
-    if len(head) + len(footer) > limit:
-        head = head[: limit - len(footer) - 1].rstrip() + "…"
-    return head + footer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,23 @@ class CardFacts:
     per_class: list[dict[str, Any]] = field(default_factory=list)  # label, precision, recall, f1, support
     training: dict[str, Any] = field(default_factory=dict)  # the train step's summary (train/metrics.json)
     base_license: str | None = None  # from the base model's own card; never guessed
+
+
+_LONG_SECTIONS = ("## Parameters", "### Per class", "## Lineage")  # in the card file, not the description
+
+
+def card_description(card: str, card_uri: str, report_uri: str, limit: int = 4900) -> str:
+    """The registered version's description: the model card without its long tables (params, per
+    class, lineage), cut to MLflow's limit (5,000 characters on Postgres), then where the full
+    card and the gate report are."""
+    sections = re.split(r"(?m)^(?=#{2,3} )", card)
+    head = "".join(s for s in sections if not s.startswith(_LONG_SECTIONS)).rstrip()
+    footer = (
+        f"\n\nFull model card: `{card_uri}`; gate report (comparison, per-class recall): `{report_uri}`\n"
+    )
+    if len(head) + len(footer) > limit:
+        head = head[: limit - len(footer) - 1].rstrip() + "…"
+    return head + footer
 
 
 def card_facts(params: Params, layout: RunLayout, sizes: dict[str, int], run_id: str) -> CardFacts:

@@ -4,8 +4,8 @@
 version that passed the gate `champion` through `tasks.registry.promotion.promote` (the old champion
 becomes `previous-champion`), compare-and-set: only if the champion is still the version it was
 compared with (else it stays `challenger`, with that reason in the report), and once per run.
-The gate report is logged to the MLflow run, pointed at by the
-version's `gate.report` tag and used as the version's description.
+The gate report is logged to the MLflow run and pointed at by the version's `gate.report` tag;
+the model card (without its long tables) is the version's description.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from tasks.core.config import Params
 from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
-from tasks.gating.report import build_report, report_json, report_markdown, version_description
+from tasks.gating.report import build_report, report_json, report_markdown
 from tasks.lineage.record import Lineage
 from tasks.registry.idempotency import COMPLETE, COMPLETE_TAG
+from tasks.registry.model_card import card_description
 from tasks.registry.promotion import ChampionMoved, promote
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.tracking import effective_tracking_uri, tracking_to
@@ -110,7 +111,9 @@ def release(
             report_uri = f"runs:/{run_id}/{layout.gate_report_md.name}"
             for key, value in {"mlflow_run_id": run_id, REPORT_TAG: report_uri}.items():
                 client.set_model_version_tag(cfg.model_name, result.version, key, value)
-            description = version_description(report, report_uri)
+            card = layout.model_card.read_text(encoding="utf-8")
+            card_uri = f"runs:/{run_id}/{layout.model_card.name}"
+            description = card_description(card, card_uri, report_uri)
             client.update_model_version(cfg.model_name, result.version, description=description)
         client.set_tag(run_id, COMPLETE_TAG, COMPLETE)  # last: a retry from here on changes nothing
     return report

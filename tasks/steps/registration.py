@@ -7,6 +7,8 @@ effective params and the gate report go on the run and version and the promotion
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 
 import yaml
@@ -16,15 +18,59 @@ from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision, GateFailed
 from tasks.lineage.record import Lineage, current_lineage
+from tasks.models.base_models import weights_fingerprint
 from tasks.registry import registration
+from tasks.registry.idempotency import KEY_TAG, registration_key
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.release import release
 from tasks.registry.retrying import is_transient, with_retries
-from tasks.registry.tracking import effective_tracking_uri, redacted
+from tasks.registry.tracking import effective_tracking_uri, redacted, store_exists, tracking_to
+from tasks.steps.stage import STEP_LOGGER
 from tasks.task_types import task_type_for
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
 RETRY_PARAMS = "register_params.yaml"  # the effective params, when registration must be done again
+WEIGHTS_TAG = "model_weights_hash"  # on each registered version: see `packaged_weights_hash`
+log = logging.getLogger(STEP_LOGGER)
+
+
+def packaged_weights_hash(params: Params, layout: RunLayout) -> str:
+    """The trained weights (config and weight files) and how MLflow packages them: the same weights
+    logged as merged and as adapter are two different registered models."""
+    packaging = params.register_.causal_lm_format
+    return hashlib.sha256(f"{weights_fingerprint(layout.model_dir)} {packaging}".encode()).hexdigest()
+
+
+def version_holding(params: Params, weights_hash: str) -> RegistrationResult | None:
+    """The registered version of `register.model_name` whose weights are these, if there is one."""
+    cfg = params.register_
+    uri = effective_tracking_uri(cfg)
+    if not store_exists(uri):
+        return None
+    with tracking_to(uri) as client:
+        versions = client.search_model_versions(f"name = '{cfg.model_name}'")
+        same = [v for v in versions if v.tags.get(WEIGHTS_TAG) == weights_hash]
+        if not same:
+            return None
+        held = max(same, key=lambda v: int(v.version))
+        experiment = client.get_run(held.run_id).info.experiment_id if held.run_id else ""
+    name, version = cfg.model_name, str(held.version)
+    return RegistrationResult(held.run_id or "", experiment, True, name, version, f"models:/{name}/{version}",
+                              f"models:/{name}@{cfg.alias}")  # fmt: skip
+
+
+def own_attempt(params: Params, held: RegistrationResult, key: str) -> bool:
+    """Whether `held` came from an earlier attempt of this very pipeline run (its run carries this
+    run's registration key): then the idempotent path completes it, rather than skipping it."""
+    with tracking_to(effective_tracking_uri(params.register_)) as client:
+        return bool(held.run_id) and client.get_run(held.run_id).data.tags.get(KEY_TAG) == key
+
+
+def tag_weights(params: Params, result: RegistrationResult, weights_hash: str) -> None:
+    """Record the weights' hash on the version just registered, for the next run's check."""
+    if result.registered and result.version is not None:
+        with tracking_to(effective_tracking_uri(params.register_)) as client:
+            client.set_model_version_tag(result.model_name, result.version, WEIGHTS_TAG, weights_hash)
 
 
 def log_and_register(
@@ -54,11 +100,19 @@ def register_step(
     stays away, one line says how to register the trained model later without training again.
     """
     decision = GateDecision.from_json(layout.gate_json.read_text(encoding="utf-8"))
+    weights_hash = packaged_weights_hash(params, layout) if decision.passed else ""
     lineage = current_lineage(params, flow_run_id=flow_run_id, layout=layout, deployment=deployment)
     cfg = params.register_
 
     def attempt() -> RegistrationResult:
+        held = version_holding(params, weights_hash) if decision.passed else None
+        if held is not None and not own_attempt(params, held, registration_key(params, layout, lineage)):
+            # a re-run of the same training: never a second version of the same weights
+            log.warning("register: version %s of %s already holds these weights (%s); not registered again",
+                        held.version, held.model_name, WEIGHTS_TAG)  # fmt: skip
+            return held
         result = log_and_register(params, layout, decision, lineage)
+        tag_weights(params, result, weights_hash)
         release(params, layout, decision, lineage, result)
         return result
 

@@ -99,7 +99,10 @@ def test_a_better_challenger_is_promoted_with_evidence_and_lineage(history: Hist
         "tiny-base0"
     )
     assert tags["prefect_flow_run_id"] != "none" and tags["promoted_from"] == "1"
-    assert version.description.startswith(f"# Gate report: {MODEL} version 2")
+    assert (
+        version.description.startswith(f"# Model card: {MODEL}") and "## Gate: passed" in version.description
+    )
+    assert f"`runs:/{version.run_id}/model_card.md`" in version.description
     logged = {a.path for a in client.list_artifacts(version.run_id)}
     assert {"params.yaml", "gate_report.json", "gate_report.md", "comparison"} <= logged
 

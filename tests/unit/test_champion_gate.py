@@ -241,22 +241,6 @@ def test_slices_come_from_the_test_rows_source_file(tmp_path: Path) -> None:
         slice_values(test, "country", params.data)
 
 
-def test_version_description_stays_within_mlflow_limits() -> None:
-    from tasks.gating.report import version_description
-
-    many = tuple(0.0 for _ in range(300))  # 300 classes: the full report is far longer than 5,000
-    compared = comparison(low=0.01, drops=many)
-    decision = decide(METRICS, GateConfig(), compared)
-    challenger = {"version": "7", "mlflow_run_id": "r", "lineage": {}}
-    report = build_report(
-        "intent", METRICS, decision, compared, challenger, {"policy": "manual", "outcome": "x"}
-    )
-    assert len(report_markdown(report)) > 5000
-    text = version_description(report, "runs:/r/gate_report.md")
-    assert len(text) <= 4900 and text.startswith("# Gate report: intent version 7")
-    assert "## Decision: **PASSED**" in text and text.rstrip().endswith("`runs:/r/gate_report.md`")
-
-
 def non_inferiority(low: float, margin: float) -> ChampionComparison:
     """`comparison(low)` asked as non-inferiority within `margin`."""
     base = comparison(low=low)

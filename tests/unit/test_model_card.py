@@ -8,7 +8,7 @@ from tasks.core.config import parse_params
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import Lineage
 from tasks.models.base_models import model_license
-from tasks.registry.model_card import CardFacts, render_model_card
+from tasks.registry.model_card import CardFacts, card_description, render_model_card
 
 LINEAGE = Lineage("abc123", False, "data-hash", None, "params-hash", base_model_hash="weights-hash")
 TEXTS = ("A text classifier.", "- Limits.")
@@ -47,3 +47,17 @@ def test_base_model_licence_is_read_from_its_own_card(tmp_path: Path) -> None:
     assert model_license(tmp_path) == "apache-2.0"
     (tmp_path / "README.md").write_text("# A model without front matter\n", encoding="utf-8")
     assert model_license(tmp_path) is None
+
+
+def test_version_description_is_the_card_without_long_tables_within_mlflow_limits() -> None:
+    per_class = [{"label": f"intent_{i}", "precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 40}
+                 for i in range(300)]  # fmt: skip
+    facts = CardFacts(["a"], {"train": 10}, {"accuracy": 0.9}, "run-1", per_class)
+    params = parse_params({"data": {"name": "tickets"}})
+    reasons = [f"guard rail: class intent_{i} recall -0.0100" for i in range(300)]
+    card = render_model_card(params, GateDecision(passed=True, reasons=reasons), LINEAGE, facts, TEXTS)
+    assert len(card) > 5000
+    text = card_description(card, "runs:/r/model_card.md", "runs:/r/gate_report.md")
+    assert len(text) <= 4900 and text.startswith("# Model card: banking77-intent")
+    assert "## Parameters" not in text and "| intent_0 |" not in text and "## Base model" in text
+    assert text.rstrip().endswith("`runs:/r/gate_report.md`") and "`runs:/r/model_card.md`" in text
