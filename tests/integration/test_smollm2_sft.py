@@ -19,7 +19,7 @@ from tasks.models.gguf import CACHE_ENV
 from tasks.task_types.causal_lm.templating import DEFAULT_CHAT_TEMPLATE, load_chat_tokenizer
 from tests.integration.conftest import SMOLLM2, Converted, banking_sample, tiny_params
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~3 min on 2 shared cores, with the conversion
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~4 CPU-min with the conversion (16 min at load 20)
 
 
 def smollm2_params(root: Path) -> Path:
