@@ -75,7 +75,7 @@ def training_speed(layout: RunLayout, model_dir: Path) -> dict[str, float]:
     """
     summary = json.loads(layout.train_metrics.read_text())
     train = load_tokenized(layout)["train"]
-    tokens = sum(len(ids) for ids in train["input_ids"]) * float(summary.get("epoch", 1.0))
+    tokens = sum(len(ids) for ids in train["input_ids"]) * float(summary.get("epochs_completed", 1.0))
     seconds = float(summary["train_runtime_s"])
     config = json.loads((model_dir / "config.json").read_text())
     hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]

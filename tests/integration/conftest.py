@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from pydantic import ValidationError
 from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
+from tasks.models import gguf as gguf_models
 from tasks.task_types.classification.plots import plot_per_class_f1
 from tasks.training.plots import plot_training_curve
 from tests.conftest import REPO_ROOT
@@ -158,3 +162,42 @@ def build_run_dir(root: Path, decision: GateDecision) -> RunLayout:
     figure.savefig(layout.confusion_png)
     layout.gate_json.write_text(decision.to_json(), encoding="utf-8")
     return layout
+
+
+SMOLLM2 = "smollm2-135m"
+
+
+@dataclass
+class Converted:
+    """The session's one conversion and the GGUF-loaded model it came from."""
+
+    gguf_path: Path
+    gguf_model: Any
+    gguf_tokenizer: Any
+    directory: Path
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Converted:
+    """SmolLM2-135M-Instruct converted once per session from the packaged GGUF, through the real
+    loader, keeping what it loaded (tests/integration/test_smollm2*.py; ~30-60 s)."""
+    package, pattern, distribution = gguf_models.PACKAGED_GGUF[SMOLLM2]
+    gguf_path = gguf_models.find_packaged_gguf(package, pattern, distribution)
+    loaded: list[tuple[Any, Any]] = []
+    real_load = gguf_models.load_gguf
+
+    def load_and_keep(path: Path) -> tuple[Any, Any]:
+        loaded.append(real_load(path))
+        return loaded[-1]
+
+    # named as the model cache names it: REFINERY_MODEL_CACHE=directory.parent resolves `smollm2-135m` to it
+    out_dir = tmp_path_factory.mktemp("smollm2") / f"{SMOLLM2}-{gguf_models.sha256_file(gguf_path)[:16]}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf_models, "load_gguf", load_and_keep)
+        started = time.monotonic()
+        gguf_models.convert_gguf(gguf_path, out_dir)
+        seconds = time.monotonic() - started
+    logging.getLogger(__name__).info("converted %s in %.1f s", gguf_path.name, seconds)
+    (model, tokenizer) = loaded[0]
+    return Converted(gguf_path, model.eval(), tokenizer, out_dir, seconds)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,45 +25,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tasks.core.errors import ModelSourceError
 from tasks.models import gguf as gguf_models
 from tasks.models.base_models import resolve_base_model
+from tests.integration.conftest import SMOLLM2 as NAME
+from tests.integration.conftest import Converted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~85 s on 2 shared cores
 
-NAME = "smollm2-135m"
 QUESTION = "What is the capital of France? Answer in one word."
-
-
-@dataclass
-class Converted:
-    """The session's one conversion and the GGUF-loaded model it came from."""
-
-    gguf_path: Path
-    gguf_model: Any
-    gguf_tokenizer: Any
-    directory: Path
-    seconds: float
-
-
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Converted:
-    """Convert the packaged GGUF once, through the real loader, keeping what it loaded."""
-    package, pattern, distribution = gguf_models.PACKAGED_GGUF[NAME]
-    gguf_path = gguf_models.find_packaged_gguf(package, pattern, distribution)
-    loaded: list[tuple[Any, Any]] = []
-    real_load = gguf_models.load_gguf
-
-    def load_and_keep(path: Path) -> tuple[Any, Any]:
-        loaded.append(real_load(path))
-        return loaded[-1]
-
-    out_dir = tmp_path_factory.mktemp("smollm2") / "converted"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gguf_models, "load_gguf", load_and_keep)
-        started = time.monotonic()
-        gguf_models.convert_gguf(gguf_path, out_dir)
-        seconds = time.monotonic() - started
-    logging.getLogger(__name__).info("converted %s in %.1f s", gguf_path.name, seconds)
-    (model, tokenizer) = loaded[0]
-    return Converted(gguf_path, model.eval(), tokenizer, out_dir, seconds)
 
 
 @pytest.fixture
