@@ -17,7 +17,7 @@ from tasks.core.config import Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision, GateFailed
-from tasks.lineage.record import Lineage, current_lineage
+from tasks.lineage.record import Lineage, current_lineage, params_hash
 from tasks.models.base_models import weights_fingerprint
 from tasks.registry import registration
 from tasks.registry.idempotency import KEY_TAG, registration_key
@@ -35,10 +35,11 @@ log = logging.getLogger(STEP_LOGGER)
 
 
 def packaged_weights_hash(params: Params, layout: RunLayout) -> str:
-    """The trained weights (config and weight files) and how MLflow packages them: the same weights
-    logged as merged and as adapter are two different registered models."""
-    packaging = params.register_.causal_lm_format
-    return hashlib.sha256(f"{weights_fingerprint(layout.model_dir)} {packaging}".encode()).hexdigest()
+    """The trained weights (config and weight files) under these params: a re-run with the same data,
+    params and code is the same model, while other params (another gate, another packaging such as
+    merged vs adapter) register a version of their own."""
+    weights = weights_fingerprint(layout.model_dir)
+    return hashlib.sha256(f"{weights} {params_hash(params)}".encode()).hexdigest()
 
 
 def version_holding(params: Params, weights_hash: str) -> RegistrationResult | None:
