@@ -4,9 +4,16 @@ registration (merged and adapter), and `dvc repro`, with `task: causal_lm`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import pandas as pd
 import pytest
@@ -131,6 +138,8 @@ def test_flow_registers_a_generating_model_merged_and_as_adapter(
         ["lost my card", "exchange rate"]
     )
     assert len(merged) == 2 and all(isinstance(text, str) for text in merged)
+    served = _served_answers(f"sqlite:///{tmp_path / 'mlflow.db'}", "models:/tiny-sft@challenger", tmp_path)
+    assert served == list(merged)  # `mlflow models serve` answers as the pyfunc does
 
     # LoRA is initialised after the seed: retraining version 1 from its record gives identical metrics
     from tasks.cli.main import main
@@ -170,6 +179,40 @@ def test_flow_registers_a_generating_model_merged_and_as_adapter(
     compared_adapter = comparison.run_step(adapter_params, layout)
     assert compared_adapter["champion_version"] == "2"
     assert compared_adapter["bootstrap"]["delta"] == 0.0
+
+
+def _served_answers(tracking_uri: str, model_uri: str, home: Path) -> list[str]:
+    """Answers of `mlflow models serve` (its own process group on 127.0.0.1) to the two prompts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = home / "serve.log"
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])  # its uvicorn
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/invocations",
+                    json={"inputs": ["lost my card", "exchange rate"]},
+                    timeout=60,
+                )
+                assert response.status_code == 200, response.text
+                return list(response.json()["predictions"])
+            except httpx.TransportError:
+                time.sleep(1.0)
+        raise AssertionError(f"mlflow models serve did not answer:\n{log.read_text()[-3000:]}")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
 
 
 def test_dvc_repro_runs_the_causal_lm_pipeline(tmp_path: Path, tiny_lm: Path, sample: pd.DataFrame) -> None:

@@ -243,3 +243,33 @@ def test_padding_with_the_eos_token_still_teaches_the_model_to_stop(model_dir: P
     assert batch["input_ids"][0].tolist() == short.input_ids + [eos] * padding
     assert batch["labels"][0].tolist() == short.labels + [IGNORE] * padding  # the real EOS keeps its label
     assert batch["labels"][1].tolist() == long.labels
+
+
+def test_null_max_length_covers_every_validated_row_even_when_sampling_drops_the_longest(
+    model_dir: Path,
+) -> None:
+    from tasks.task_types.causal_lm.records import split_sft
+    from tasks.task_types.causal_lm.tokenization import tokenize
+    from tasks.task_types.causal_lm.validation import validate_records
+
+    params = parse_params(
+        {
+            "task": "causal_lm",
+            "data": {"max_train_samples": 6, "validation_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
+            "train": {"base_model": str(model_dir), "early_stopping_patience": None},
+            "tokenize": {"max_length": None},
+            "validate": {"min_examples_per_class": 1, "max_duplicate_fraction": 1.0},
+        }
+    )
+    short = ["what is the rate", "when will my card arrive"] * 10
+    long = "when will my card arrive " * 6  # the longest row: most samples of 6 leave it out
+    records = pd.DataFrame(
+        {"instruction": [*short, long], "output": ["exchange_rate", "card_arrival"] * 10 + ["card_arrival"]}
+    ).assign(source_file="train.jsonl", source_row=range(1, 22))
+    result = validate_records({"train": records}, params)
+    assert result.success, result.failure_message(10)
+    splits = split_sft({"train": records}, params.data, params.sft)
+    assert long not in set(splits.train["prompt"])  # the sampled train split lacks the longest row
+    _, meta = tokenize(splits, model_dir, params)
+    assert meta["truncated_examples"] == 0
+    assert meta["max_length"] <= result.statistics["max_length"]

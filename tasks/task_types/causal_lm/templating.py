@@ -100,19 +100,20 @@ def encode_example(
 
 
 def max_length_for(
-    train: list[list[dict[str, str]]],
+    records: list[list[dict[str, str]]],
     tokenizer: PreTrainedTokenizerBase,
     model_dir: Path,
     cfg: TokenizeConfig,
 ) -> int:
-    """`tokenize.max_length`, else the longest templated train example; capped by the model.
+    """`tokenize.max_length`, else the longest templated example of `records`; capped by the model.
 
     Unlike the classifier's percentile rule, no example is cut by default: a cut loses the
-    response, which is all the example teaches. Validation and tokenization both call this on
-    the train split, so they agree on the cut.
+    response, which is all the example teaches. Validation passes every row it checks and
+    tokenization every row of its splits (a subset of those), so with null nothing that passed
+    validation is cut.
     """
     cap = model_max_length(tokenizer, model_dir)
     if cfg.max_length is not None:
         return min(cfg.max_length, cap)
-    lengths = [encode_example(tokenizer, m, None).total_tokens for m in train]
+    lengths = [encode_example(tokenizer, m, None).total_tokens for m in records]
     return min(cap, max([8, *lengths]))

@@ -62,7 +62,8 @@ def tokenize_sft(
 
 
 def tokenize(splits: Splits, model_dir: Path, params: Params) -> tuple[DatasetDict, dict[str, Any]]:
-    """Template, tokenize and mask every split with the max_length the train split needs."""
+    """Template, tokenize and mask every split; with max_length null, none of their rows is cut."""
     tokenizer = load_chat_tokenizer(model_dir)
-    max_length = max_length_for(messages_of(splits.train), tokenizer, model_dir, params.tokenize)
+    records = [m for frame in splits.frames().values() for m in messages_of(frame)]
+    max_length = max_length_for(records, tokenizer, model_dir, params.tokenize)
     return tokenize_sft(splits, tokenizer, max_length, params.sft.packing)

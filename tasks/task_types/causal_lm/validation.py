@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerBase
 from tasks.core.config import Params
 from tasks.models.base_models import resolve_base_model
 from tasks.models.tokenizers import model_max_length
-from tasks.task_types.causal_lm.records import canonical_frame, messages_of, split_sft
+from tasks.task_types.causal_lm.records import canonical_frame, messages_of
 from tasks.task_types.causal_lm.templating import encode_example, load_chat_tokenizer, max_length_for
 from tasks.validation.report import ValidationResult
 from tasks.validation.suite import Batch, Check, Limit, cross_checks, duplicates_limit, file_batch, run_suite
@@ -166,9 +166,15 @@ def validate_sft(
 
 
 def validate_records(frames: dict[str, pd.DataFrame], params: Params) -> ValidationResult:
-    """The SFT suite with the base model's chat template and the max_length the train split needs."""
+    """The SFT suite with the base model's chat template and the max_length of the rows it checks.
+
+    With `tokenize.max_length: null` the limit is the longest templated example of every row
+    validated (both files, before any `max_*_samples` cap), so a row left out by sampling
+    can never fail a limit that the sampled rows set.
+    """
     model_dir = resolve_base_model(params.train.base_model)
     tokenizer = load_chat_tokenizer(model_dir)
-    splits = split_sft(frames, params.data, params.sft)
-    max_length = max_length_for(messages_of(splits.train), tokenizer, model_dir, params.tokenize)
+    rows = [canonical_frame(frame, params.data, params.sft) for frame in frames.values()]
+    records = [m for frame in rows for m in messages_of(frame)]
+    max_length = max_length_for(records, tokenizer, model_dir, params.tokenize)
     return validate_sft(frames, params, tokenizer, max_length, model_max_length(tokenizer, model_dir))
