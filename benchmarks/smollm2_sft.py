@@ -132,7 +132,9 @@ def sampled_rows(layout: RunLayout) -> pd.DataFrame:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="SFT run override")
-    parser.add_argument("--zero-shot-limit", type=int, default=None, help="(a) on the first N rows only")
+    parser.add_argument(
+        "--zero-shot-limit", type=int, default=None, help="(a) on N rows only, the same number per intent"
+    )
     parser.add_argument("--classifier", type=Path, default=None, help="(c) a trained classifier's model dir")
     parser.add_argument("--train-classifier", action="store_true", help="(c) run the default job first")
     parser.add_argument(
@@ -140,6 +142,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/)")
     return parser.parse_args()
+
+
+def per_intent(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """About `limit` of `rows`, the first ones of each intent in turn (the sample stays stratified)."""
+    per = max(1, limit // max(1, rows["reference"].nunique()))
+    return rows.groupby("reference", sort=False, group_keys=False).head(per).head(limit)
 
 
 def main() -> None:
@@ -158,8 +166,9 @@ def main() -> None:
         "training": {**speed, "gemm_fp32_peak_flops": peak, "share_of_gemm_peak": share},
         "sft_overrides": args.overrides,
     }
-    limited = rows if args.zero_shot_limit is None else rows.head(args.zero_shot_limit)
+    limited = rows if args.zero_shot_limit is None else per_intent(rows, args.zero_shot_limit)
     results["a_zero_shot"] = {k: v for k, v in zero_shot(limited, 8).items() if k != "most_common_answers"}
+    results["a_zero_shot"]["rows"] = len(limited)
     classifier_dir = args.classifier
     if args.train_classifier:
         classifier_dir = refinery_run("params.yaml", [], work, "classifier")[0].model_dir

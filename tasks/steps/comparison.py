@@ -35,8 +35,8 @@ SPLITS_ARTIFACTS = "splits"  # where a run's split files are logged (tasks.regis
 def champion_overlap(
     client: MlflowClient, tags: dict[str, str], params: Params, layout: RunLayout
 ) -> Overlap:
-    """How many of this run's test rows the champion trained on: by the row hashes its run logged
-    (`splits/train_rows.txt`), else by its recorded data hashes."""
+    """How many of this run's test rows the champion trained on and this run did not: by the row
+    hashes its run logged (`splits/train_rows.txt`), else by its recorded data hashes."""
     test_hashes = row_hashes(pd.read_parquet(layout.splits_dir / "test.parquet"))
     run_id = tags.get("mlflow_run_id")
     if run_id:
@@ -46,7 +46,10 @@ def champion_overlap(
             except (MlflowException, OSError):
                 path = None  # a champion logged before row hashes existed
             if path is not None:
-                return by_rows(test_hashes, set(Path(path).read_text(encoding="utf-8").split()))
+                champion_rows = set(Path(path).read_text(encoding="utf-8").split())
+                own = layout.train_rows
+                own_rows = set(own.read_text(encoding="utf-8").split()) if own.is_file() else set()
+                return by_rows(test_hashes, champion_rows, own_rows)
     return by_data_hashes(len(test_hashes), data_hashes(params.data).test, tags)
 
 

@@ -339,7 +339,8 @@ def test_a_champion_trained_on_test_rows_cannot_promote_unless_allowed() -> None
     refused = decide(METRICS, GateConfig(), leaked)
     assert not refused.passed and refused.checks["champion.overlap"] == {"value": 12.0, "passed": False}
     assert (
-        "overlap: champion v3 was trained on 12 of the 40 test rows (row hashes): it is scored on examples "
+        "overlap: champion v3 was trained on 12 of the 40 test rows that this run did not train on "
+        "(row hashes): it is scored on examples "
         "it learned; this comparison cannot promote (set gate.champion.allow_overlap: true to accept it)"
     ) in refused.reasons
     allowed = decide(METRICS, GateConfig(), compared(Overlap(12, 40, "row hashes"), allow=True))
@@ -349,7 +350,8 @@ def test_a_champion_trained_on_test_rows_cannot_promote_unless_allowed() -> None
     clean = decide(METRICS, GateConfig(), compared(Overlap(0, 40, "row hashes")))
     assert (
         clean.passed
-        and "overlap: none of the 40 test rows is among champion v3's training rows (row hashes)"
+        and "overlap: none of the 40 test rows is among champion v3's training rows that this run did "
+        "not train on (row hashes)"
         in (clean.reasons)
     )
     assert ChampionComparison.from_dict(json.loads(json.dumps(leaked.to_dict()))) == leaked
@@ -366,6 +368,13 @@ def test_overlap_by_row_and_by_data_hashes() -> None:
     test = pd.DataFrame({"text": ["lost my card", " where is my card ", "hello"]})
     trained = set(row_hashes(pd.DataFrame({"text": ["where is my card", "top up"]})))
     assert by_rows(row_hashes(test), trained).rows == 1  # stripped texts match
+    # rows this run trained on too favour neither side: reported as shared, they do not count
+    both = by_rows(
+        row_hashes(test), trained, own_rows=set(row_hashes(pd.DataFrame({"text": ["where is my card"]})))
+    )
+    assert (both.rows, both.shared) == (0, 1)
+    assert "1 test rows were trained on by both (validate.allow_leakage)" in both.describe("2")
+    assert "training rows that this run did not train on" in both.describe("2")
     assert by_data_hashes(3, "md5:t", {"data_hash_train": "md5:t"}).rows == 3
     assert by_data_hashes(3, "md5:t", {"data_hash_train": "md5:other"}).rows is None
     assert by_data_hashes(3, "none", {}).method == "the champion recorded neither row nor data-file hashes"
