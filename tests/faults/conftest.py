@@ -37,8 +37,9 @@ def child_env(**extra: str) -> dict[str, str]:
 class MlflowServer:
     """A real `mlflow server` on a SQLite store in a temporary folder, killed and restarted at will."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, app_name: str | None = None, env: dict[str, str] | None = None) -> None:
         self.root, self.port = root, free_port()
+        self.app_name, self.env = app_name, env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,7 +49,8 @@ class MlflowServer:
     def start(self, timeout_s: float = 180.0) -> None:
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts")]
-        env = child_env(MLFLOW_BACKEND_STORE_URI=f"sqlite:///{self.root / 'mlflow.db'}")
+        command += ["--app-name", self.app_name] if self.app_name else []
+        env = child_env(MLFLOW_BACKEND_STORE_URI=f"sqlite:///{self.root / 'mlflow.db'}", **self.env)
         log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout_s
