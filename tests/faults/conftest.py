@@ -18,6 +18,16 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
+# long enough to kill between two checkpoints, short enough for CI: 60 steps of a 2-layer BERT
+KILLABLE_TRAINING = {
+    "max_steps": 60,
+    "batch_size": 8,
+    "eval_strategy": "steps",
+    "eval_steps": 6,
+    "save_total_limit": 20,
+    "logging_steps": 6,
+    "early_stopping_patience": None,
+}
 FAST_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 

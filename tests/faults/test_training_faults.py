@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from tasks.training.checkpoints import COMPLETE_MARKER, TRAINED_DIR
 from tasks.training.resumption import SAVED_MARKER
+from tests.faults.conftest import KILLABLE_TRAINING as TRAIN
 from tests.faults.conftest import child_env
 from tests.fixtures import build_tiny_classifier
 from tests.integration.conftest import banking_sample, tiny_params
@@ -24,16 +25,6 @@ from tests.integration.conftest import banking_sample, tiny_params
 pytestmark = pytest.mark.faults
 
 MODEL = "tiny-intent"
-# long enough to kill between two checkpoints, short enough for CI: 60 steps of a 2-layer BERT
-TRAIN = {
-    "max_steps": 60,
-    "batch_size": 8,
-    "eval_strategy": "steps",
-    "eval_steps": 6,
-    "save_total_limit": 20,
-    "logging_steps": 6,
-    "early_stopping_patience": None,
-}
 
 
 @pytest.fixture(scope="module")
