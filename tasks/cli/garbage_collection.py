@@ -16,23 +16,32 @@ from typing import Any
 
 from tasks.cli.model_commands import _add, _store_options
 from tasks.core.config import load_params
+from tasks.core.errors import RefineryError
 
 CACHE_TAGS = ("tokenized_key", "checkpoint_key")
 
 
 def protected_keys(tracking_uri: str) -> tuple[set[str], int]:
     """The cache keys registered versions name, and how many versions name none (older ones)."""
-    from tasks.registry.tracking import store_exists, tracking_to
+    from tasks.registry.tracking import redacted, store_exists, tracking_to
 
     if not store_exists(tracking_uri):
         return set(), 0
     keys: set[str] = set()
     unknown = 0
-    with tracking_to(tracking_uri) as client:
-        for version in client.search_model_versions(max_results=100_000):
-            named = {version.tags.get(tag, "none") for tag in CACHE_TAGS} - {"none"}
-            keys |= named
-            unknown += not named
+    try:
+        with tracking_to(tracking_uri) as client:
+            versions = client.search_model_versions(max_results=100_000)
+    except Exception as err:  # a server away: without the registry nothing is known to be safe
+        cause = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise RefineryError(
+            f"gc: cannot read the registered versions in {redacted(tracking_uri)} ({cause}); "
+            "nothing removed (pass --tracking-uri, or start the server)"
+        ) from None
+    for version in versions:
+        named = {version.tags.get(tag, "none") for tag in CACHE_TAGS} - {"none"}
+        keys |= named
+        unknown += not named
     return keys, unknown
 
 

@@ -51,6 +51,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Stack, dict[str, str]]]:
         REFINERY_STACK_DIR=str(tmp_path / "stack"),
         REFINERY_PREFECT_PORT=str(free_port()),
         REFINERY_MLFLOW_PORT=str(free_port()),
+        REFINERY_STACK_TIMEOUT="600",  # a shared 2-core CI machine can take minutes to start a server
         PREFECT_HOME=str(tmp_path / "prefect-cli"),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
