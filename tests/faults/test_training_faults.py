@@ -106,7 +106,7 @@ def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     checkpoints = killed_root / "cache" / "checkpoints"
     deadline = time.monotonic() + 600
     while not list(_checkpoint_folder(checkpoints).glob(f"checkpoint-*/{SAVED_MARKER}")):
-        assert first.poll() is None, "the run ended before its first checkpoint"
+        assert first.poll() is None, f"ended before its first checkpoint:\n{first.communicate()[0][-3000:]}"
         assert time.monotonic() < deadline, "no checkpoint in 600 s"
         time.sleep(0.005)
     os.killpg(first.pid, signal.SIGKILL)  # the run and its local Prefect API, mid-training
