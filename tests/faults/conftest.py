@@ -71,6 +71,7 @@ class MlflowServer:
             except (URLError, OSError):
                 assert self.process.poll() is None, (self.root / "server.log").read_text()[-2000:]
                 time.sleep(0.5)
+        self.kill()  # never left behind, answering later to nobody
         raise TimeoutError(f"mlflow server on {self.uri} did not answer in {timeout_s} s")
 
     def kill(self) -> None:

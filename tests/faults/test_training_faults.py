@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,20 @@ def train_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _refinery_run(root: Path, params: Path, workdir: Path) -> subprocess.Popen[str]:
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """The `refinery run` processes a test starts: any still running at its end is killed."""
+    runs: list[subprocess.Popen[str]] = []
+    yield runs
+    for run in runs:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=60)
+
+
+def _refinery_run(
+    started: list[subprocess.Popen[str]], root: Path, params: Path, workdir: Path
+) -> subprocess.Popen[str]:
     """`refinery run` in its own process group (its local Prefect API included), as a user starts it."""
     command = [
         sys.executable,
@@ -51,7 +65,7 @@ def _refinery_run(root: Path, params: Path, workdir: Path) -> subprocess.Popen[s
         "--workdir",
         str(workdir),
     ]
-    return subprocess.Popen(
+    run = subprocess.Popen(
         command,
         cwd=root,
         env=child_env(),
@@ -60,6 +74,8 @@ def _refinery_run(root: Path, params: Path, workdir: Path) -> subprocess.Popen[s
         text=True,
         start_new_session=True,
     )
+    started.append(run)
+    return run
 
 
 def _finished(run: subprocess.Popen[str], timeout_s: float = 600) -> str:
@@ -92,17 +108,17 @@ def _same_tensors(left: dict[str, object], right: dict[str, object]) -> list[str
 
 
 def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
-    tmp_path: Path, base_model: Path, train_csv: Path
+    tmp_path: Path, base_model: Path, train_csv: Path, started: list[subprocess.Popen[str]]
 ) -> None:
     killed_root, reference_root = tmp_path / "killed", tmp_path / "reference"
     params = {}
     for root in (killed_root, reference_root):
         root.mkdir()
         params[root] = tiny_params(root, base_model, train_csv, train=TRAIN)
-    started = time.monotonic()
-    reference = _refinery_run(reference_root, params[reference_root], reference_root / "run")
+    began = time.monotonic()
+    reference = _refinery_run(started, reference_root, params[reference_root], reference_root / "run")
 
-    first = _refinery_run(killed_root, params[killed_root], killed_root / "run")
+    first = _refinery_run(started, killed_root, params[killed_root], killed_root / "run")
     checkpoints = killed_root / "cache" / "checkpoints"
     deadline = time.monotonic() + 600
     while not list(_checkpoint_folder(checkpoints).glob(f"checkpoint-*/{SAVED_MARKER}")):
@@ -116,9 +132,9 @@ def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     assert first.returncode == -signal.SIGKILL and not (output_dir / COMPLETE_MARKER).exists()
     assert kept and max(kept) < TRAIN["max_steps"], kept
 
-    again = _finished(_refinery_run(killed_root, params[killed_root], killed_root / "run"))
+    again = _finished(_refinery_run(started, killed_root, params[killed_root], killed_root / "run"))
     _finished(reference)
-    print(f"kill and resume beside an uninterrupted run: {time.monotonic() - started:.1f} s")
+    print(f"kill and resume beside an uninterrupted run: {time.monotonic() - began:.1f} s")
 
     summary = json.loads((killed_root / "run" / "train" / "metrics.json").read_text(encoding="utf-8"))
     assert summary["resumed"] is True and summary["global_steps"] == TRAIN["max_steps"], summary
@@ -130,14 +146,14 @@ def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
 
 
 def test_two_runs_with_the_same_inputs_at_once_train_once_and_register_once(
-    tmp_path: Path, base_model: Path, train_csv: Path
+    tmp_path: Path, base_model: Path, train_csv: Path, started: list[subprocess.Popen[str]]
 ) -> None:
     params = tiny_params(tmp_path, base_model, train_csv, train={**TRAIN, "max_steps": 24})
     workdirs = [tmp_path / "run-a", tmp_path / "run-b"]
-    started = time.monotonic()
-    runs = [_refinery_run(tmp_path, params, workdir) for workdir in workdirs]
+    began = time.monotonic()
+    runs = [_refinery_run(started, tmp_path, params, workdir) for workdir in workdirs]
     outputs = [_finished(run) for run in runs]
-    print(f"two runs at once: {time.monotonic() - started:.1f} s")
+    print(f"two runs at once: {time.monotonic() - began:.1f} s")
 
     summaries = [json.loads((w / "train" / "metrics.json").read_text(encoding="utf-8")) for w in workdirs]
     assert sorted(bool(s.get("reused")) for s in summaries) == [False, True], summaries  # one trained
