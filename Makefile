@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # team mode's database: postgres (the stack's own server) or sqlite (files in the stack directory)
 DB ?= $(or $(REFINERY_DB),postgres)
 
-.PHONY: help setup data run test lint format repro bench clean up down ui backup restore publish-to-team
+.PHONY: help setup data run test lint format repro bench clean clean-cache up down ui backup restore publish-to-team
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ publish-to-team: setup  ## copy `make run`'s registry and runs (FROM=sqlite:///m
 
 bench: data  ## Refinery vs the plain Trainer script, side by side (BENCH_ARGS="--quick" for a smoke run)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+clean-cache: setup  ## remove cache entries beyond cache.budget_gb, never a registered version's (BUDGET=GB, DRY_RUN=1)
+	$(BIN)/refinery gc $(if $(BUDGET),--budget $(BUDGET)) $(if $(DRY_RUN),--dry-run)
 
 clean:  ## remove run outputs and caches (keeps .venv and mlflow.db)
 	rm -rf artifacts runs .cache .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tasks.cli.garbage_collection import add_gc_command
 from tasks.cli.init import add_init_command
 from tasks.cli.lineage_commands import add_lineage_commands
 from tasks.cli.model_commands import add_model_commands, run_handler
@@ -26,7 +27,8 @@ The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc re
 `refinery init DATA_FILE` writes a params file for your own data.
 Registered versions are served through alias 'champion': `refinery models` lists them,
 `refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file,
-`refinery explain` shows a version's lineage, `refinery reproduce` re-runs it."""
+`refinery explain` shows a version's lineage, `refinery reproduce` re-runs it;
+`refinery gc` keeps the caches within cache.budget_gb."""
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -78,6 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_init_command(commands)  # init
     add_model_commands(commands)  # promote, rollback, models, predict
     add_lineage_commands(commands)  # explain, reproduce
+    add_gc_command(commands)  # gc
     return parser
 
 

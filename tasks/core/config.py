@@ -200,6 +200,12 @@ class RegisterConfig(_Section):
     retry_wait_seconds: float = Field(2.0, gt=0)
 
 
+class CacheConfig(_Section):
+    """How much disk `refinery gc` lets the caches (tokenized entries, checkpoints, `trained/`) keep."""
+
+    budget_gb: float = Field(20.0, gt=0.0)  # least recently used entries beyond it are removed
+
+
 class Params(_Section):
     """The whole pipeline's configuration, one section per step."""
 
@@ -212,6 +218,7 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     gate: GateConfig = GateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+    cache: CacheConfig = CacheConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

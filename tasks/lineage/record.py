@@ -57,6 +57,8 @@ class Lineage:
     prefect_deployment: str | None = None
     data_hash_train: str | None = None  # md5 of the train file's bytes (DVC's md5 when it is tracked)
     data_hash_test: str | None = None  # of the separate test file; none when test was split from train
+    tokenized_key: str | None = None  # the tokenization cache entry it trained on (kept by `refinery gc`)
+    checkpoint_key: str | None = None  # its folder under train.checkpoint_dir (kept by `refinery gc`)
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -74,12 +76,15 @@ class Lineage:
             "base_model": self.base_model or "none",
             "base_model_hash": self.base_model_hash or "none",
             "prefect_deployment": self.prefect_deployment or "none",
+            "tokenized_key": self.tokenized_key or "none",
+            "checkpoint_key": self.checkpoint_key or "none",
         }
 
 
 def params_hash(params: Params) -> str:
-    """A short, stable hash of the effective configuration."""
-    text = json.dumps(params.as_dict(), sort_keys=True, separators=(",", ":"))
+    """A short, stable hash of the effective configuration (the cache budget changes no model)."""
+    settings = {key: value for key, value in params.as_dict().items() if key != "cache"}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -121,7 +126,11 @@ def run_lineage(params: Params, layout: RunLayout) -> dict[str, str | None]:
         facts["validation"] = f"{'passed' if result.get('success') else 'failed'}: {stats}"
     meta = layout.tokenized_dir / META_FILE
     if meta.is_file():
-        facts["tokenizer_fingerprint"] = str(read_json(meta).get("tokenizer_fingerprint"))
+        tokenized = read_json(meta)
+        facts["tokenizer_fingerprint"] = str(tokenized.get("tokenizer_fingerprint"))
+        facts["tokenized_key"] = tokenized.get("cache_key")
+    if layout.train_metrics.is_file():
+        facts["checkpoint_key"] = read_json(layout.train_metrics).get("checkpoint_key")
     try:
         base_dir = resolve_base_model(params.train.base_model)
     except ModelSourceError:

@@ -2,7 +2,8 @@
 
 MLflow sets one alias per call and has no transaction, so a move is made safe three ways:
 - one move at a time per registered model: a file lock (beside the SQLite store, or in the user's
-  cache for a server; moves from several machines against one server rely on the next two);
+  cache for a server; moves from several machines against one server rely on the next two; the
+  register step's look-up-then-register holds a lock of its own the same way);
 - the intended move is written first as a tag of the registered model, and a move left half-done
   (a crash between the alias writes) is finished by the next promotion or rollback;
 - after writing, the aliases are read back and written again when another writer got in between.
@@ -58,26 +59,39 @@ def aliases_of(model: RegisteredModel) -> dict[str, str]:
     return {str(alias): str(version) for alias, version in model.aliases.items()}
 
 
-def _lock_file(client: MlflowClient, name: str) -> Path:
-    digest = hashlib.sha256(f"{client.tracking_uri}\n{name}".encode()).hexdigest()[:16]
-    store = sqlite_store_file(str(client.tracking_uri))
+def _lock_file(tracking_uri: str, name: str, purpose: str) -> Path:
+    digest = hashlib.sha256(f"{tracking_uri}\n{name}".encode()).hexdigest()[:16]
+    store = sqlite_store_file(tracking_uri)
     folder = store.resolve().parent if store is not None else Path.home() / ".cache" / "refinery" / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f".refinery-aliases-{digest}.lock"
+    return folder / f".refinery-{purpose}-{digest}.lock"
 
 
 @contextmanager
-def alias_lock(client: MlflowClient, name: str) -> Iterator[None]:
-    """Hold the one lock under which the aliases of `name` move."""
-    path = _lock_file(client, name)
+def _held(path: Path, what: str) -> Iterator[None]:
     try:
         with FileLock(str(path), timeout=LOCK_TIMEOUT_S):
             yield
     except Timeout:
         raise RefineryError(
-            f"another promotion of '{name}' has held {path} for {LOCK_TIMEOUT_S:.0f} s; "
+            f"{what} has held {path} for {LOCK_TIMEOUT_S:.0f} s; "
             "try again, or remove the file if no refinery process is running"
         ) from None
+
+
+@contextmanager
+def alias_lock(client: MlflowClient, name: str) -> Iterator[None]:
+    """Hold the one lock under which the aliases of `name` move."""
+    with _held(_lock_file(str(client.tracking_uri), name, "aliases"), f"another promotion of '{name}'"):
+        yield
+
+
+@contextmanager
+def registration_lock(tracking_uri: str, name: str) -> Iterator[None]:
+    """Hold the lock under which a version of `name` is looked up and, when none holds these
+    weights, registered: two runs of the same training at once register it once."""
+    with _held(_lock_file(tracking_uri, name, "register"), f"another registration of '{name}'"):
+        yield
 
 
 def _write(client: MlflowClient, name: str, to: str, previous: str | None) -> None:

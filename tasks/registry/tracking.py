@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import pandas as pd
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param, RunTag
@@ -75,6 +76,16 @@ def require_store(uri: str) -> str:
     return uri
 
 
+def _client(uri: str) -> MlflowClient:
+    """A client of `uri`. A new SQLite store's tables are made by one process at a time: two runs
+    creating the same store at once would both migrate it, and one would fail (alembic)."""
+    store = sqlite_store_file(uri)
+    if store is None or not store.parent.is_dir():
+        return MlflowClient(tracking_uri=uri)
+    with FileLock(str(store.with_name(f".{store.name}.init.lock"))):
+        return MlflowClient(tracking_uri=uri)  # creating it creates (or checks) the tables
+
+
 @contextmanager
 def tracking_to(uri: str) -> Iterator[MlflowClient]:
     """Point MLflow at `uri` for the block, then restore the previous URI and environment."""
@@ -82,7 +93,7 @@ def tracking_to(uri: str) -> Iterator[MlflowClient]:
     try:
         # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then outlive the block
         with _use_tracking_uri(uri):
-            yield MlflowClient(tracking_uri=uri)
+            yield _client(uri)
     finally:
         if saved_env is None:
             os.environ.pop(TRACKING_URI_ENV, None)

@@ -20,6 +20,7 @@ from tasks.gating.decision import GateDecision, GateFailed
 from tasks.lineage.record import Lineage, current_lineage, params_hash
 from tasks.models.base_models import weights_fingerprint
 from tasks.registry import registration
+from tasks.registry.aliases import registration_lock
 from tasks.registry.idempotency import KEY_TAG, registration_key
 from tasks.registry.registration import RegistrationResult
 from tasks.registry.release import release
@@ -117,8 +118,13 @@ def register_step(
         release(params, layout, decision, lineage, result)
         return result
 
+    def attempt_alone() -> RegistrationResult:
+        # two runs of the same training at once (same inputs): one registers, the other finds it
+        with registration_lock(effective_tracking_uri(cfg), cfg.model_name):
+            return attempt()
+
     try:
-        result = with_retries(attempt, cfg.retry_attempts, cfg.retry_wait_seconds)
+        result = with_retries(attempt_alone, cfg.retry_attempts, cfg.retry_wait_seconds)
     except Exception as err:
         if not is_transient(err):
             raise

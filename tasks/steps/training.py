@@ -45,6 +45,7 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
             labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
             trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
             summary.update(task_type.save_model(trainer, model_dir, layout))
+            summary["checkpoint_key"] = output_dir.name  # a registered version's: kept by `refinery gc`
             write_history(trainer, summary, layout)
             keep_trained(output_dir, layout)
     plot_training_curve(layout.train_history, layout.training_curve_png)

@@ -50,6 +50,7 @@ def publish_cached(cache_dir: Path, key: str, model_dir: Path, build: Build) -> 
     meta_path = target / META_FILE
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        os.utime(meta_path)  # used now: `refinery gc` removes the least recently used entries first
         return target, {**meta, "cache_hit": True}
     dataset, facts = build()
     meta = {

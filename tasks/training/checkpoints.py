@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -116,6 +117,7 @@ def reuse_trained(output_dir: Path, layout: RunLayout, cfg: TrainConfig) -> dict
     kept = output_dir / TRAINED_DIR
     if not cfg.reuse_trained or not (kept / "metrics.json").is_file():
         return None
+    os.utime(kept / "metrics.json")  # used now: `refinery gc` removes the least recently used first
     shutil.rmtree(layout.model_dir, ignore_errors=True)
     shutil.copytree(kept / "model", layout.model_dir)
     layout.train_dir.mkdir(parents=True, exist_ok=True)

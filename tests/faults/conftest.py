@@ -18,6 +18,16 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
+# long enough to kill between two checkpoints, short enough for CI: 60 steps of a 2-layer BERT
+KILLABLE_TRAINING = {
+    "max_steps": 60,
+    "batch_size": 8,
+    "eval_strategy": "steps",
+    "eval_steps": 6,
+    "save_total_limit": 20,
+    "logging_steps": 6,
+    "early_stopping_patience": None,
+}
 FAST_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
@@ -37,8 +47,9 @@ def child_env(**extra: str) -> dict[str, str]:
 class MlflowServer:
     """A real `mlflow server` on a SQLite store in a temporary folder, killed and restarted at will."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, app_name: str | None = None, env: dict[str, str] | None = None) -> None:
         self.root, self.port = root, free_port()
+        self.app_name, self.env = app_name, env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,7 +59,8 @@ class MlflowServer:
     def start(self, timeout_s: float = 180.0) -> None:
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts")]
-        env = child_env(MLFLOW_BACKEND_STORE_URI=f"sqlite:///{self.root / 'mlflow.db'}")
+        command += ["--app-name", self.app_name] if self.app_name else []
+        env = child_env(MLFLOW_BACKEND_STORE_URI=f"sqlite:///{self.root / 'mlflow.db'}", **self.env)
         log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout_s
@@ -59,6 +71,7 @@ class MlflowServer:
             except (URLError, OSError):
                 assert self.process.poll() is None, (self.root / "server.log").read_text()[-2000:]
                 time.sleep(0.5)
+        self.kill()  # never left behind, answering later to nobody
         raise TimeoutError(f"mlflow server on {self.uri} did not answer in {timeout_s} s")
 
     def kill(self) -> None:

@@ -33,3 +33,7 @@ def test_a_rerun_reuses_the_training_and_registers_nothing_new(
     )
     assert [v.version for v in versions] == [1] or [str(v.version) for v in versions] == ["1"]
     assert versions[0].tags["model_weights_hash"]
+    # what `refinery gc` keeps for it: the cache entries it trained from
+    checkpoints = [p.name for p in (tmp_path / "cache" / "checkpoints").iterdir() if p.is_dir()]
+    assert [versions[0].tags["checkpoint_key"]] == checkpoints
+    assert (tmp_path / "cache" / "tokenized" / versions[0].tags["tokenized_key"]).is_dir()
