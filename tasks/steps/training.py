@@ -46,8 +46,10 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
             trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
             summary.update(task_type.save_model(trainer, model_dir, layout))
             write_history(trainer, summary, layout)
+            plot_training_curve(layout.train_history, layout.training_curve_png)
             keep_trained(output_dir, layout)
-    plot_training_curve(layout.train_history, layout.training_curve_png)
+        elif not layout.training_curve_png.is_file():  # a training kept before its curve was
+            plot_training_curve(layout.train_history, layout.training_curve_png)
     return reused if reused is not None else {**summary, "checkpoint_dir": str(output_dir)}
 
 
