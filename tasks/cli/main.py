@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +108,36 @@ def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> 
     return run_summary_text(params, metrics, decision, registration, tracking_uri, training)
 
 
+@contextlib.contextmanager
+def _quiet_prefect_notice() -> Iterator[None]:
+    """Keep Prefect's "Starting temporary server" notice off the terminal (the console session,
+    which routes it to run.log, starts only after the libraries load)."""
+    notice = logging.getLogger("prefect")
+    drop = logging.Filter("no record")  # matches no logger name: drops the notices logged meanwhile
+    notice.addFilter(drop)
+    try:
+        yield
+    finally:
+        notice.removeFilter(drop)
+
+
 # Prefect gives its temporary local API 20 s to start; a busy 2-core machine needs longer, and a
 # run that fails before its first step helps nobody. A user's own setting still wins.
 EPHEMERAL_STARTUP = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+def _start_prefect_api() -> threading.Thread | None:
+    """Start Prefect's temporary local API in the background, while the pipeline's libraries load
+    (the flow would start it itself, only after them); None when a Prefect server is configured.
+    The flow then finds it started, and records the run in it as before."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    thread = threading.Thread(target=SubprocessASGIServer().start, name="prefect-api-start", daemon=True)
+    thread.start()  # a failed start leaves the server stopped: the flow starts it and reports why
+    return thread
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -117,7 +148,12 @@ def _run(args: argparse.Namespace) -> int:
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs")))
     error: RefineryError | None = None
-    from flows.finetune import finetune  # before the session: library handlers bind to the terminal
+    with _quiet_prefect_notice():
+        prefect_api = _start_prefect_api()
+        from flows.finetune import finetune  # before the session: library handlers bind to the terminal
+
+        if prefect_api is not None:
+            prefect_api.join()
 
     with console_session(layout.run_log, verbose=args.verbose) as console:
         console.print(f"Refinery run {layout.root} (all output: {layout.run_log})", soft_wrap=True)

@@ -135,6 +135,8 @@ class EvaluateConfig(_Section):
     """Scoring of the test split."""
 
     batch_size: int = Field(128, gt=0)
+    # finished evaluations and champion comparisons, kept under a key of their inputs for re-runs
+    cache_dir: str = ".cache/refinery/results"
     max_new_tokens: int = Field(32, gt=0)  # causal_lm: greedy generation length
     # causal_lm: cap on generated test rows, a sample stratified by label (seeded by `seed`), not the first
     max_generation_examples: int | None = Field(None, gt=0)

@@ -23,6 +23,7 @@ from tasks.models.base_models import weights_fingerprint
 KEY_TAG = "refinery.registration_key"
 COMPLETE_TAG = "refinery.registration"  # "complete" once the release (report, promotion) is done
 COMPLETE = "complete"
+WEIGHTS_TAG = "model_weights_hash"  # on each registered version: its weights and packaging params
 _RETRY_SETTINGS = ("retry_attempts", "retry_wait_seconds")  # how hard to try changes no outcome
 
 

@@ -41,6 +41,7 @@ from tasks.registry.retrying import is_transient
 from tasks.registry.tracking import (
     RECORDED_TAG,
     effective_tracking_uri,
+    fetch_artifact,
     log_artifacts,
     log_datasets,
     log_record,
@@ -213,6 +214,9 @@ def log_and_register(
         earlier = find_run(client, exp_id, key)
         if earlier is not None and is_complete(earlier):
             done = version_of_run(client, cfg.model_name, earlier.info.run_id) if decision.passed else None
+            fetch_artifact(
+                client, earlier.info.run_id, layout, layout.model_card
+            )  # `dvc repro -f` removed it
             return _result(earlier.info.run_id, exp_id, cfg, done)
         if earlier is not None:
             LOGGER.warning("register: completing MLflow run %s of an earlier attempt", earlier.info.run_id)

@@ -26,7 +26,7 @@ from tasks.registry.idempotency import COMPLETE, COMPLETE_TAG
 from tasks.registry.model_card import card_description
 from tasks.registry.promotion import ChampionMoved, promote
 from tasks.registry.registration import RegistrationResult
-from tasks.registry.tracking import effective_tracking_uri, tracking_to
+from tasks.registry.tracking import effective_tracking_uri, fetch_artifact, tracking_to
 
 PARAMS_ARTIFACT = "params.yaml"
 REPORT_TAG = "gate.report"
@@ -81,6 +81,28 @@ def apply_policy(
     return {**policy, "outcome": outcome}
 
 
+def write_report(
+    layout: RunLayout,
+    params: Params,
+    decision: GateDecision,
+    lineage: Lineage,
+    result: RegistrationResult,
+    promotion: dict[str, str],
+) -> dict[str, Any]:
+    """The gate report of `result` (JSON and Markdown) in the run directory; return it."""
+    challenger = {
+        "version": result.version,
+        "mlflow_run_id": result.run_id,
+        "lineage": {**lineage.tags(), "mlflow_run_id": result.run_id},
+    }
+    comparison = read_comparison(layout.comparison_json)
+    metrics = read_json(layout.eval_metrics)
+    report = build_report(params.register_.model_name, metrics, decision, comparison, challenger, promotion)
+    layout.gate_report_json.write_text(report_json(report), encoding="utf-8")
+    layout.gate_report_md.write_text(report_markdown(report), encoding="utf-8")
+    return report
+
+
 def release(
     params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage, result: RegistrationResult
 ) -> dict[str, Any]:
@@ -91,17 +113,7 @@ def release(
     with tracking_to(effective_tracking_uri(cfg)) as client:
         client.log_text(run_id, yaml.safe_dump(params.as_dict(), sort_keys=False), PARAMS_ARTIFACT)
         promotion = apply_policy(client, params, decision, comparison, result)
-        challenger = {
-            "version": result.version,
-            "mlflow_run_id": run_id,
-            "lineage": {**lineage.tags(), "mlflow_run_id": run_id},
-        }
-        report = build_report(
-            cfg.model_name, read_json(layout.eval_metrics), decision, comparison, challenger, promotion
-        )
-        markdown = report_markdown(report)
-        layout.gate_report_json.write_text(report_json(report), encoding="utf-8")
-        layout.gate_report_md.write_text(markdown, encoding="utf-8")
+        report = write_report(layout, params, decision, lineage, result, promotion)
         for path in (layout.gate_report_json, layout.gate_report_md):
             client.log_artifact(run_id, str(path))
         for path in (layout.comparison_json, layout.champion_predictions_csv):
@@ -117,3 +129,18 @@ def release(
             client.update_model_version(cfg.model_name, result.version, description=description)
         client.set_tag(run_id, COMPLETE_TAG, COMPLETE)  # last: a retry from here on changes nothing
     return report
+
+
+def release_held(
+    params: Params, layout: RunLayout, decision: GateDecision, lineage: Lineage, held: RegistrationResult
+) -> dict[str, Any]:
+    """The release's files for a version that already holds these weights (a re-run): its model card
+    and a gate report written into this run directory, as `dvc.yaml` declares them. Nothing is
+    registered, promoted or re-tagged: the version, its run and the aliases stay as they are."""
+    cfg = params.register_
+    with tracking_to(effective_tracking_uri(cfg)) as client:
+        done = client.get_model_version(cfg.model_name, str(held.version)).tags.get(PROMOTION_TAG)
+        fetch_artifact(client, held.run_id, layout, layout.model_card)
+    kept = f"version {held.version} already holds these weights; its aliases are left as they are"
+    promotion = {"policy": cfg.promotion, "outcome": done or kept}
+    return write_report(layout, params, decision, lineage, held, promotion)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -182,6 +184,14 @@ def log_artifacts(client: MlflowClient, run_id: str, layout: RunLayout, files: l
     for path in files:
         folder = path.parent.relative_to(layout.root).as_posix()
         client.log_artifact(run_id, str(path), artifact_path=None if folder == "." else folder)
+
+
+def fetch_artifact(client: MlflowClient, run_id: str, layout: RunLayout, path: Path) -> None:
+    """Copy back into the run directory a file the run logged (`log_artifacts`), e.g. the model card of
+    a version a re-run finds already registered: a declared output the re-run would otherwise lack."""
+    name = path.relative_to(layout.root).as_posix()
+    with tempfile.TemporaryDirectory(prefix="refinery-artifact-") as tmp:
+        shutil.copyfile(client.download_artifacts(run_id, name, tmp), path)
 
 
 def log_datasets(params: Params, layout: RunLayout, lineage: Lineage) -> dict[str, int]:

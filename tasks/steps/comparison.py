@@ -8,6 +8,7 @@ alone decide. Only a champion Refinery registered is loaded: loading a model run
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,21 @@ from tasks.comparison.champion import ChampionComparison
 from tasks.comparison.overlap import Overlap, by_data_hashes, by_rows
 from tasks.core.config import Params
 from tasks.core.errors import RefineryError
-from tasks.core.files import write_json
+from tasks.core.files import read_json, write_json
+from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
+from tasks.core.results import content_key, keep_result, restore_result
 from tasks.data.splitting import row_hashes
 from tasks.lineage.data import data_hashes
 from tasks.lineage.record import LINEAGE_ROWS
+from tasks.registry.idempotency import WEIGHTS_TAG
 from tasks.registry.promotion import CHAMPION, champion_version
 from tasks.registry.tracking import effective_tracking_uri, store_exists, tracking_to
+from tasks.steps.evaluation import recorded_key
+from tasks.steps.stage import STEP_LOGGER
 from tasks.task_types import task_type_for
 
+COMPARISONS = "compare"  # the comparisons' folder under `evaluate.cache_dir`
 SPLITS_ARTIFACTS = "splits"  # where a run's split files are logged (tasks.registry.registration.run_files)
 
 
@@ -53,6 +60,7 @@ def champion_overlap(
     return by_data_hashes(len(test_hashes), data_hashes(params.data).test, tags)
 
 
+log = logging.getLogger(STEP_LOGGER)
 REGISTERED_BY_REFINERY = "gate.decision"  # a tag the register step sets on every version it creates
 
 
@@ -68,6 +76,21 @@ def require_registered_by_refinery(name: str, version: str, tags: dict[str, str]
         )
 
 
+def comparison_key(
+    params: Params, layout: RunLayout, client: MlflowClient, version: str, tags: dict[str, str]
+) -> str:
+    """What makes two comparisons the same: the challenger's evaluation (weights, test split,
+    params, code), the champion (version, its weights and run), the comparison settings and code."""
+    source = client.get_model_version(params.register_.model_name, version).source
+    champion = [version, tags.get(WEIGHTS_TAG), tags.get("mlflow_run_id"), source]
+    code = code_version(
+        *sorted(Path(__file__).parents[1].joinpath("comparison").rglob("*.py")), Path(__file__)
+    )
+    return content_key(
+        recorded_key(params, layout), champion, params.gate.champion.model_dump(mode="json"), code
+    )
+
+
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Compare with the champion when there is one; write `comparison/comparison.json` either way."""
     task_type = task_type_for(params)
@@ -81,16 +104,22 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
             if found is not None:
                 version, tags = found
                 require_registered_by_refinery(name, version, tags)
+                key = comparison_key(params, layout, client, version, tags)
+                cache = Path(params.evaluate.cache_dir) / COMPARISONS
+                if restore_result(cache, key, layout.comparison_dir):
+                    log.info("compare: reused comparison %s (same challenger, champion v%s)", key, version)
+                    return read_json(layout.comparison_json)
                 stats = task_type.compare(params, layout, f"models:/{name}/{version}")
                 lineage = {key: tags[key] for key in LINEAGE_ROWS if key in tags}
                 overlap = champion_overlap(client, tags, params, layout)
                 comparison = ChampionComparison.build(version, lineage, stats, cfg, overlap)
+                write_json(layout.comparison_json, comparison.to_dict())
+                keep_result(cache, key, layout.comparison_dir)
     if comparison is None:
         reason = f"no '{CHAMPION}' alias on {name}"
         layout.champion_predictions_csv.unlink(missing_ok=True)
         write_json(layout.comparison_json, {"champion_version": None, "reason": reason})
         return {"champion_version": None, "reason": reason}
-    write_json(layout.comparison_json, comparison.to_dict())
     return comparison.to_dict()
 
 

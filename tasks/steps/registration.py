@@ -21,9 +21,9 @@ from tasks.lineage.record import Lineage, current_lineage, params_hash
 from tasks.models.base_models import weights_fingerprint
 from tasks.registry import registration
 from tasks.registry.aliases import registration_lock
-from tasks.registry.idempotency import KEY_TAG, registration_key
+from tasks.registry.idempotency import KEY_TAG, WEIGHTS_TAG, registration_key
 from tasks.registry.registration import RegistrationResult
-from tasks.registry.release import release
+from tasks.registry.release import release, release_held
 from tasks.registry.retrying import is_transient, with_retries
 from tasks.registry.tracking import effective_tracking_uri, redacted, store_exists, tracking_to
 from tasks.steps.stage import STEP_LOGGER
@@ -31,7 +31,6 @@ from tasks.task_types import task_type_for
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"
 RETRY_PARAMS = "register_params.yaml"  # the effective params, when registration must be done again
-WEIGHTS_TAG = "model_weights_hash"  # on each registered version: see `packaged_weights_hash`
 log = logging.getLogger(STEP_LOGGER)
 
 
@@ -112,6 +111,7 @@ def register_step(
             # a re-run of the same training: never a second version of the same weights
             log.warning("register: version %s of %s already holds these weights (%s); not registered again",
                         held.version, held.model_name, WEIGHTS_TAG)  # fmt: skip
+            release_held(params, layout, decision, lineage, held)  # the stage's declared outputs
             return held
         result = log_and_register(params, layout, decision, lineage)
         tag_weights(params, result, weights_hash)

@@ -47,8 +47,10 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
             summary.update(task_type.save_model(trainer, model_dir, layout))
             summary["checkpoint_key"] = output_dir.name  # a registered version's: kept by `refinery gc`
             write_history(trainer, summary, layout)
+            plot_training_curve(layout.train_history, layout.training_curve_png)
             keep_trained(output_dir, layout)
-    plot_training_curve(layout.train_history, layout.training_curve_png)
+        elif not layout.training_curve_png.is_file():  # a training kept before its curve was
+            plot_training_curve(layout.train_history, layout.training_curve_png)
     return reused if reused is not None else {**summary, "checkpoint_dir": str(output_dir)}
 
 

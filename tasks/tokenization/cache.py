@@ -16,22 +16,22 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
-
-import tokenizers
-import transformers
-from datasets import DatasetDict, load_from_disk
+from typing import TYPE_CHECKING, Any
 
 from tasks.core.files import read_json, space_for
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import tokenizer_fingerprint
 
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
 META_FILE = "refinery_meta.json"
 STAGING = ".tmp-"  # <key>.tmp-<host>-<pid>-<random>: a build in progress, never an entry
 STALE_AFTER_S = 24 * 3600  # a staging folder this old is a killed build's, whichever machine
-Build = Callable[[], tuple[DatasetDict, dict[str, Any]]]
+Build = Callable[[], "tuple[DatasetDict, dict[str, Any]]"]
 
 
 def cache_key(task: str, content_key: str, model_dir: Path) -> str:
@@ -39,7 +39,7 @@ def cache_key(task: str, content_key: str, model_dir: Path) -> str:
     digest = hashlib.sha256()
     digest.update(f"{task}\n{content_key}\n".encode())
     digest.update(tokenizer_fingerprint(model_dir).encode())
-    digest.update(f"tokenizers {tokenizers.__version__} transformers {transformers.__version__}".encode())
+    digest.update(f"tokenizers {version('tokenizers')} transformers {version('transformers')}".encode())
     digest.update(code_version(Path(__file__)).encode())
     return f"{task}-{digest.hexdigest()[:24]}"
 
@@ -123,6 +123,8 @@ def copy_tokenized(source: Path, layout: RunLayout) -> None:
 def load_tokenized(layout: RunLayout, in_memory: bool = False) -> DatasetDict:
     """The tokenized splits of the run directory; `in_memory`: copied into memory, so that a
     `map` over them (TRL's packing) never writes cache files into the run's folder (a DVC output)."""
+    from datasets import DatasetDict, load_from_disk  # only where a step reads them: not on a cache hit
+
     loaded = load_from_disk(str(layout.tokenized_dir), keep_in_memory=in_memory)
     assert isinstance(loaded, DatasetDict)
     return loaded

@@ -14,22 +14,20 @@ import json
 import os
 import shutil
 import sys
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
-import transformers
-from transformers import Trainer
 
 from tasks.core.config import TrainConfig
 from tasks.core.files import space_for
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import weights_fingerprint
-from tasks.training.arguments import hardware_description
-from tasks.training.progress import ProgressLog
-from tasks.training.resumption import MarkSavedCheckpoints, usable_checkpoint
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 COMPLETE_MARKER = "TRAINING_COMPLETE"
 TRAINED_DIR = "trained"  # a finished training's model, history and summary, for reuse
@@ -50,7 +48,7 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_c
     excluded = {"progress_bars", "resume", "checkpoint_dir", "reuse_trained"}  # change no weight
     digest.update(cfg.model_dump_json(exclude=excluded).encode())
     digest.update(f"{code_version(*_SHARED_CODE)} {task_code}".encode())
-    digest.update(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    digest.update(f"torch {version('torch')} transformers {version('transformers')}".encode())
     digest.update(str(model_dir.resolve()).encode())
     digest.update(weights_fingerprint(model_dir).encode())
     return digest.hexdigest()[:24]
@@ -58,6 +56,11 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_c
 
 def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
     """Run `trainer`, resuming an interrupted run in `output_dir`; return the summary metrics."""
+    # here, not at the top: a run that reuses a finished training never loads torch or transformers
+    from tasks.training.arguments import hardware_description
+    from tasks.training.progress_log import ProgressLog
+    from tasks.training.resumption import MarkSavedCheckpoints, usable_checkpoint
+
     if (output_dir / COMPLETE_MARKER).exists():
         shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
     last, skipped = usable_checkpoint(output_dir) if cfg.resume else (None, [])
@@ -104,6 +107,8 @@ def keep_trained(output_dir: Path, layout: RunLayout) -> None:
         with space_for(staging, "train.checkpoint_dir"):
             shutil.copytree(layout.model_dir, staging / "model")
             shutil.copy2(layout.train_history, staging / "history.csv")
+            if layout.training_curve_png.is_file():
+                shutil.copy2(layout.training_curve_png, staging / layout.training_curve_png.name)
             shutil.copy2(layout.train_metrics, staging / "metrics.json")  # written last: the entry is whole
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -122,6 +127,9 @@ def reuse_trained(output_dir: Path, layout: RunLayout, cfg: TrainConfig) -> dict
     shutil.copytree(kept / "model", layout.model_dir)
     layout.train_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(kept / "history.csv", layout.train_history)
+    layout.training_curve_png.unlink(missing_ok=True)
+    if (kept / layout.training_curve_png.name).is_file():  # kept since the curve is kept too
+        shutil.copy2(kept / layout.training_curve_png.name, layout.training_curve_png)
     summary = {**json.loads((kept / "metrics.json").read_text(encoding="utf-8")), "reused": True}
     layout.train_metrics.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
     return {**summary, "checkpoint_dir": str(output_dir)}

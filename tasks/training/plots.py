@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 
 def plot_training_curve(history_csv: Path, path: Path) -> None:
     """Loss (train and validation) on the left axis, validation scores on the right, per step."""
+    from matplotlib.figure import Figure  # here: a reused training copies its kept curve instead
+
     history = pd.read_csv(history_csv)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.add_subplot()

@@ -68,6 +68,7 @@ def tiny_params(tmp_path: Path, base_model: Path, train_csv: Path, **sections: d
         },
         "validate": {"min_examples_per_class": 5},
         "tokenize": {"cache_dir": str(tmp_path / "cache" / "tokenized")},
+        "evaluate": {"cache_dir": str(tmp_path / "cache" / "results")},
         "train": {
             "base_model": str(base_model),
             "learning_rate": 5e-3,

@@ -38,6 +38,15 @@ def test_dvc_repro_runs_each_stage_once_then_only_what_changed(tmp_path: Path, t
     second = dvc(repo, "repro")
     assert stages_ran(second) == [] and "up to date" in second
 
+    # forced with nothing changed (the whole chain, then the stage alone): every declared output
+    # again, the evaluation reused, no second version
+    for forced in (["-f"], ["-f", "-s"]):
+        assert "register" in stages_ran(dvc(repo, "repro", *forced, "register"))
+        declared = ["registration.json", "gate_report.json", "gate_report.md", "model_card.md"]
+        assert [name for name in declared if not (repo / "artifacts" / name).is_file()] == []
+    assert [str(v.version) for v in client.search_model_versions("name = 'tiny-intent'")] == ["1"]
+    assert "version 1" in (repo / "artifacts" / "gate_report.md").read_text()
+
     dvc(repo, "metrics", "show")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(

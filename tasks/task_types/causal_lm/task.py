@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from datasets import DatasetDict
-from mlflow.models.model import ModelInfo
-from transformers import Trainer
 
 from tasks.comparison.champion import ComparisonStats
 from tasks.core.config import Params
@@ -18,6 +15,11 @@ from tasks.core.layout import RunLayout
 from tasks.data.splitting import Splits
 from tasks.task_types.base import TaskType
 from tasks.validation.report import ValidationResult
+
+if TYPE_CHECKING:  # types only: a cached run never loads these libraries
+    from datasets import DatasetDict
+    from mlflow.models.model import ModelInfo
+    from transformers import Trainer
 
 
 class CausalLMTask(TaskType):
