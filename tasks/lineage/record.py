@@ -37,6 +37,7 @@ LINEAGE_ROWS = (
     "mlflow_run_id",
     "prefect_flow_run_id",
     "prefect_deployment",
+    "sweep_run_id",
 )
 
 
@@ -57,6 +58,7 @@ class Lineage:
     prefect_deployment: str | None = None
     data_hash_train: str | None = None  # md5 of the train file's bytes (DVC's md5 when it is tracked)
     data_hash_test: str | None = None  # of the separate test file; none when test was split from train
+    sweep_run_id: str | None = None  # the MLflow parent run of the sweep that chose these params
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -74,6 +76,7 @@ class Lineage:
             "base_model": self.base_model or "none",
             "base_model_hash": self.base_model_hash or "none",
             "prefect_deployment": self.prefect_deployment or "none",
+            **({"sweep_run_id": self.sweep_run_id} if self.sweep_run_id else {}),
         }
 
 
@@ -119,6 +122,8 @@ def run_lineage(params: Params, layout: RunLayout) -> dict[str, str | None]:
         result = read_json(layout.validation_json)
         stats = ", ".join(f"{k}={v}" for k, v in sorted(result.get("statistics", {}).items()))
         facts["validation"] = f"{'passed' if result.get('success') else 'failed'}: {stats}"
+    if layout.sweep_json.is_file():
+        facts["sweep_run_id"] = str(read_json(layout.sweep_json).get("parent_run_id"))
     meta = layout.tokenized_dir / META_FILE
     if meta.is_file():
         facts["tokenizer_fingerprint"] = str(read_json(meta).get("tokenizer_fingerprint"))

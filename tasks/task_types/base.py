@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from datasets import DatasetDict
 from mlflow.models.model import ModelInfo
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from tasks.comparison.champion import ComparisonStats
 from tasks.core.config import Params
@@ -71,9 +71,16 @@ class TaskType(ABC):
 
     @abstractmethod
     def train(
-        self, tokenized: DatasetDict, model_dir: Path, labels: list[str], params: Params, output_dir: Path
+        self,
+        tokenized: DatasetDict,
+        model_dir: Path,
+        labels: list[str],
+        params: Params,
+        output_dir: Path,
+        callbacks: list[TrainerCallback] | None = None,
     ) -> tuple[Trainer, dict[str, Any]]:
-        """Build the model from `model_dir` and train it with checkpoints in `output_dir`."""
+        """Build the model from `model_dir` and train it with checkpoints in `output_dir`;
+        `callbacks` see every evaluation (a sweep's pruning)."""
 
     @abstractmethod
     def save_model(self, trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:
