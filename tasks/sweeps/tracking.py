@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,9 @@ def sweep_plots(study: optuna.Study, folder: Path) -> list[Path]:
     for name, draw in (("optimization_history", plots.plot_optimization_history),
                        ("param_importances", plots.plot_param_importances)):  # fmt: skip
         try:
-            axes = draw(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental" and empty-legend notices
+                axes = draw(study)
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue  # too few complete trials for this plot
         figure = axes.get_figure()
