@@ -87,7 +87,7 @@ class PruneOddTrials(optuna.pruners.BasePruner):
         return trial.number % 2 == 1
 
 
-class TestSplitProbe(TrainerCallback):
+class SplitProbe(TrainerCallback):
     """Looks, from inside each trial's Trainer, for any way to the test split."""
 
     def __init__(self, layout: RunLayout) -> None:
@@ -113,7 +113,7 @@ def test_trials_never_read_the_test_split_and_a_forced_pruner_prunes(
     validation.run_step(params, layout)
     tokenization.run_step(params, layout)
     validation_rows = len(read_splits(layout).validation)
-    probe = TestSplitProbe(layout)
+    probe = SplitProbe(layout)
 
     found = run_search(params, layout, "pruned", pruner=PruneOddTrials(), callbacks=[probe])
 
@@ -145,10 +145,10 @@ run_search(params, layout, "killed")
 
 def _counted(params_path: Path) -> int:
     """Complete trials of study `killed`, read without taking a write lock on the storage."""
-    url = storage_url(load_task_params(params_path))
-    with contextlib.closing(
-        sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True)
-    ) as db:
+    path = Path(storage_url(load_task_params(params_path)).removeprefix("sqlite:///"))
+    if not path.is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         try:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
@@ -165,8 +165,8 @@ def test_a_killed_sweep_resumes_to_its_total(
     params = _params(tmp_path, tiny_base_model, sample_csv, pruner="none")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     log = (tmp_path / "first.log").open("w")
-    process = subprocess.Popen([sys.executable, "-c", KILLABLE_SWEEP, str(params), str(tmp_path / "first")],
-                               cwd=tmp_path, env=env, start_new_session=True, stdout=log, stderr=log)  # fmt: skip
+    command = [sys.executable, "-c", KILLABLE_SWEEP, str(params), str(tmp_path / "first")]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, stdout=log, stderr=log)
     deadline = time.monotonic() + 300
     while _counted(params) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(1)
@@ -184,3 +184,17 @@ def test_a_killed_sweep_resumes_to_its_total(
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
     assert all(t.user_attrs.get("interrupted") for t in interrupted)
     assert "Sweep killed: 4 complete" in capsys.readouterr().out
+
+
+def test_parallel_trials_share_one_study(tmp_path: Path, tiny_base_model: Path, sample_csv: Path) -> None:
+    params = load_task_params(_params(tmp_path, tiny_base_model, sample_csv, trials=2, parallel=2))
+    layout = RunLayout(tmp_path / "sweep")
+    validation.run_step(params, layout)
+    tokenization.run_step(params, layout)
+
+    found = run_search(params, layout, "parallel")
+
+    assert found.counts == {"complete": 2, "pruned": 0, "fail": 0}
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    children = _children(client, found.parent_run_id)
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
