@@ -168,11 +168,13 @@ def test_a_killed_sweep_resumes_to_its_total(
     command = [sys.executable, "-c", KILLABLE_SWEEP, str(params), str(tmp_path / "first")]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, stdout=log, stderr=log)
     deadline = time.monotonic() + 300
-    while _counted(params) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    log.close()
+    try:
+        while _counted(params) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # mid-trial: the third trial is left running
+        process.wait()
+        log.close()
     assert 2 <= _counted(params) < 4, (tmp_path / "first.log").read_text()[-3000:]
 
     code = refinery(["sweep", "--params", str(params), "--study", "killed", "--no-register",
