@@ -20,7 +20,6 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from flows.sweep import sweep
-from tasks.cli.main import main as refinery
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import read_splits
 from tasks.steps import tokenization, validation
@@ -30,7 +29,7 @@ from tasks.task_types import load_task_params
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import tiny_params
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api", "mlflow_isolated")]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_isolated")]
 SPACE = {
     "train.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
     "train.batch_size": {"choices": [16, 32]},
@@ -48,6 +47,7 @@ def _children(client: MlflowClient, parent: str) -> list[Any]:
     return client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
 
 
+@pytest.mark.usefixtures("prefect_api")
 def test_a_sweep_nests_its_trials_and_registers_the_winner_with_the_sweep_in_its_lineage(
     tmp_path: Path, tiny_base_model: Path, sample_csv: Path
 ) -> None:
@@ -159,9 +159,7 @@ def _counted(params_path: Path) -> int:
     return int(count)
 
 
-def test_a_killed_sweep_resumes_to_its_total(
-    tmp_path: Path, tiny_base_model: Path, sample_csv: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_killed_sweep_resumes_to_its_total(tmp_path: Path, tiny_base_model: Path, sample_csv: Path) -> None:
     params = _params(tmp_path, tiny_base_model, sample_csv, pruner="none")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     log = (tmp_path / "first.log").open("w")
@@ -172,20 +170,26 @@ def test_a_killed_sweep_resumes_to_its_total(
         while _counted(params) < 2 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(1)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # mid-trial: the third trial is left running
+        with contextlib.suppress(ProcessLookupError):  # mid-trial: the third trial is left running
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         log.close()
     assert 2 <= _counted(params) < 4, (tmp_path / "first.log").read_text()[-3000:]
 
-    code = refinery(["sweep", "--params", str(params), "--study", "killed", "--no-register",
-                     "--workdir", str(tmp_path / "resumed")])  # fmt: skip
+    resumed = load_task_params(params)
+    layout = RunLayout(tmp_path / "resumed")
+    validation.run_step(resumed, layout)
+    tokenization.run_step(resumed, layout)
+    found = run_search(resumed, layout, "killed")  # what `refinery sweep --study killed` runs
 
-    assert code == 0, capsys.readouterr().err
-    assert _counted(params) == 4
-    study = optuna.load_study(study_name="killed", storage=storage_url(load_task_params(params)))
+    assert found.counts["complete"] == 4 and _counted(params) == 4
+    study = optuna.load_study(study_name="killed", storage=storage_url(resumed))
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
     assert all(t.user_attrs.get("interrupted") for t in interrupted)
-    assert "Sweep killed: 4 complete" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    children = _children(client, found.parent_run_id)  # the resumed sweep logs to the same parent
+    assert sum(c.info.status == "FINISHED" for c in children) == 4
+    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
 
 
 def test_parallel_trials_share_one_study(tmp_path: Path, tiny_base_model: Path, sample_csv: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from tasks.cli.main import main as refinery
 from tasks.core.config import ConfigError, parse_params
 from tasks.sweeps.space import parse_space, searches_tokenization
 
@@ -58,3 +61,18 @@ def test_an_invalid_space_is_one_line_naming_the_key(
     message = str(raised.value)
     assert says in message and "\n" not in message
     assert message.startswith("sweep.space")
+
+
+def test_refinery_sweep_refuses_an_invalid_space_in_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump({"sweep": {"space": {"train.learning_rat": {"low": 1e-5, "high": 1e-3}}}})
+    )
+
+    code = refinery(["sweep", "--params", str(params), "--trials", "2", "--workdir", str(tmp_path / "run")])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and err.startswith("error: sweep.space.train.learning_rat:")
+    assert not (tmp_path / "run").exists()  # nothing read, nothing written
