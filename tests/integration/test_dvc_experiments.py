@@ -15,7 +15,8 @@ import yaml
 from tests.integration.conftest import banking_sample, tiny_params
 from tests.integration.repository import copy_repository, dvc, git_identity
 
-pytestmark = pytest.mark.integration
+# two full pipeline runs through DVC's queue worker: minutes on a quiet machine, more on a busy one
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def test_dvc_queues_a_small_grid_runs_it_and_shows_the_metrics(tmp_path: Path, tiny_base_model: Path) -> None:
