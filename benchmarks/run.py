@@ -8,7 +8,8 @@ Reported: medians and ratios of wall time, training samples/s, non-padding token
 test accuracy, and utilisation = useful training FLOP/s over the machine's dense GEMM FLOP/s
 measured in the same invocation; Refinery's tokenization throughput; the cached re-runs
 (`refinery run` again with the same inputs, and `dvc repro` with nothing changed). Results go to
-`benchmarks/results/<date>-<host>.json` and `.md`.
+`benchmarks/results/<date>-<host>.json` and `.md`. The `sweep` workload (benchmarks/sweep.py)
+compares a sweep with the median pruner and one without, and its winner with the defaults.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from benchmarks.measures import (
     tokenization_rate,
 )
 from benchmarks.report import report
+from benchmarks.sweep import run_sweep_workload, sweep_table
 from tasks.core.config import Params, parse_params
 from tasks.data.reading import read_frames
 from tasks.data.splitting import Splits
@@ -182,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3, help="as params.yaml's train.epochs")
-    parser.add_argument("--workloads", default="banking77,sst2")
+    parser.add_argument("--workloads", default="banking77,sst2", help="of banking77, sst2, sweep")
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default=None, help="Refinery's train.precision"
     )
@@ -212,7 +214,13 @@ def main() -> None:
     }
     out = REPO / "benchmarks" / "results" / f"{results['date']}-{results['host']}{'-quick' * args.quick}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    for name in args.workloads.split(","):
+    names = args.workloads.split(",")
+    if "sweep" in names:  # its own table: pruned vs unpruned sweeps, not Refinery vs the plain script
+        with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+            results["sweep"] = run_sweep_workload(Path(tmp), args.quick, env)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+        out.with_name(out.name + "-sweep.md").write_text(table := sweep_table(results["sweep"]))
+    for name in (n for n in names if n != "sweep"):
         results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
         out.with_suffix(".json").write_text(json.dumps(results, indent=2))  # each workload as it ends
         table = report(results)

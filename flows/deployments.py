@@ -5,6 +5,7 @@ MLFLOW_TRACKING_URI in its environment); the team stack runs it in the `deployme
 A run takes the deployment's parameters, each overridable per run:
 
     prefect deployment run 'finetune/banking77' --param overrides='{"train.max_steps": 20}'
+    prefect deployment run 'sweep/banking77' --param overrides='{"sweep.trials": 12}' --param study=lr
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
 from flows.finetune import TRAINING_LIMIT, finetune
+from flows.sweep import sweep
 
 TRAINING_SLOTS = 1  # two trainings on the same cores are each slower than one after the other
 NIGHTLY = "0 2 * * *"
 
 
 def refinery_deployments() -> list[RunnerDeployment]:
-    """The deployments this repository declares; each runs `finetune` in the serving process."""
+    """The deployments this repository declares, run in the serving process: `finetune` and `sweep`."""
     return [
         RunnerDeployment.from_flow(
             finetune,
@@ -32,6 +34,13 @@ def refinery_deployments() -> list[RunnerDeployment]:
             # declared for the team to switch on (UI or `prefect deployment schedule resume`),
             # inactive so that serving never starts a training by itself
             schedules=[Cron(NIGHTLY, timezone="UTC", active=False)],
+        ),
+        RunnerDeployment.from_flow(
+            sweep,
+            name="banking77",
+            description="Search params.yaml's sweep.space on validation, then gate and register the best.",
+            parameters={"params_path": "params.yaml", "overrides": {}, "study": None, "register": True},
+            tags=["refinery", "sweep"],
         ),
     ]
 

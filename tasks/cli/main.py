@@ -17,6 +17,7 @@ from tasks.cli.garbage_collection import add_gc_command
 from tasks.cli.init import add_init_command
 from tasks.cli.lineage_commands import add_lineage_commands
 from tasks.cli.model_commands import add_model_commands, run_handler
+from tasks.cli.sweep_command import add_sweep_command, run_sweep_command
 from tasks.core.config import ConfigError, parse_value
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout, new_run_dir
@@ -28,7 +29,8 @@ Refinery fine-tunes a pre-trained transformer on your data, reproducibly:
 validate (Great Expectations) -> tokenize (cached) -> train (HF Trainer) -> evaluate
 -> gate (thresholds) -> register (MLflow Model Registry, alias 'challenger').
 The same steps run as a Prefect flow (`refinery run`) and as DVC stages (`dvc repro`).
-`refinery init DATA_FILE` writes a params file for your own data.
+`refinery init DATA_FILE` writes a params file for your own data; `refinery sweep` searches
+hyper-parameters (Optuna, on validation only) and sends the best through the same gate.
 Registered versions are served through alias 'champion': `refinery models` lists them,
 `refinery promote` / `refinery rollback` move the alias, `refinery predict` scores a file,
 `refinery explain` shows a version's lineage, `refinery reproduce` re-runs it;
@@ -81,6 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show every library's output on the terminal too (it always goes to <workdir>/run.log)",
     )
+    add_sweep_command(commands)  # sweep
     add_init_command(commands)  # init
     add_model_commands(commands)  # promote, rollback, models, predict
     add_lineage_commands(commands)  # explain, reproduce
@@ -176,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "sweep":
+            os.environ.setdefault(*EPHEMERAL_STARTUP)
+            return run_sweep_command(args, parse_overrides(args.overrides))
         handled = run_handler(args)
         if handled is not None:
             return handled

@@ -208,6 +208,21 @@ class CacheConfig(_Section):
     budget_gb: float = Field(20.0, gt=0.0)  # least recently used entries beyond it are removed
 
 
+class SweepConfig(_Section):
+    """A hyper-parameter search (`refinery sweep`): Optuna trials chosen on the validation split only."""
+
+    metric: str = "accuracy"  # a validation metric the trainer reports (eval_<metric>); loss: minimised
+    trials: int = Field(20, gt=0)  # in all, counted over a resumed study
+    timeout_s: float | None = Field(None, gt=0)  # stop starting trials after this long; null: no limit
+    sampler: Literal["tpe", "random", "grid"] = "tpe"  # grid: every space key needs `choices`
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_startup_trials: int = Field(5, ge=0)  # median: trials finished before any is pruned
+    parallel: int = Field(1, gt=0)  # trials at once, each with 1/parallel of the cores
+    storage: str | None = None  # an SQLAlchemy URL; null: SQLite beside the tokenize cache
+    # dotted train:/tokenize: keys -> {low, high, log?, step?} or {choices: [...]}
+    space: dict[str, Any] = Field(default_factory=dict)
+
+
 class Params(_Section):
     """The whole pipeline's configuration, one section per step."""
 
@@ -221,6 +236,7 @@ class Params(_Section):
     gate: GateConfig = GateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
     cache: CacheConfig = CacheConfig()
+    sweep: SweepConfig = SweepConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

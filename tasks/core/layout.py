@@ -38,6 +38,11 @@ class RunLayout:
         return self.root / "run.log"
 
     @property
+    def sweep_json(self) -> Path:
+        """Written by `refinery sweep` into the winner's run: the sweep's study and MLflow parent run."""
+        return self.root / "sweep.json"
+
+    @property
     def splits_dir(self) -> Path:
         return self.root / "splits"
 

@@ -37,6 +37,7 @@ LINEAGE_ROWS = (
     "mlflow_run_id",
     "prefect_flow_run_id",
     "prefect_deployment",
+    "sweep_run_id",
 )
 
 
@@ -59,6 +60,7 @@ class Lineage:
     data_hash_test: str | None = None  # of the separate test file; none when test was split from train
     tokenized_key: str | None = None  # the tokenization cache entry it trained on (kept by `refinery gc`)
     checkpoint_key: str | None = None  # its folder under train.checkpoint_dir (kept by `refinery gc`)
+    sweep_run_id: str | None = None  # the MLflow parent run of the sweep that chose these params
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -78,6 +80,7 @@ class Lineage:
             "prefect_deployment": self.prefect_deployment or "none",
             "tokenized_key": self.tokenized_key or "none",
             "checkpoint_key": self.checkpoint_key or "none",
+            **({"sweep_run_id": self.sweep_run_id} if self.sweep_run_id else {}),
         }
 
 
@@ -124,6 +127,8 @@ def run_lineage(params: Params, layout: RunLayout) -> dict[str, str | None]:
         result = read_json(layout.validation_json)
         stats = ", ".join(f"{k}={v}" for k, v in sorted(result.get("statistics", {}).items()))
         facts["validation"] = f"{'passed' if result.get('success') else 'failed'}: {stats}"
+    if layout.sweep_json.is_file():
+        facts["sweep_run_id"] = str(read_json(layout.sweep_json).get("parent_run_id"))
     meta = layout.tokenized_dir / META_FILE
     if meta.is_file():
         tokenized = read_json(meta)

@@ -24,7 +24,7 @@ from tasks.validation.report import ValidationResult
 if TYPE_CHECKING:  # types only: a cached run never loads these libraries
     from datasets import DatasetDict
     from mlflow.models.model import ModelInfo
-    from transformers import Trainer
+    from transformers import Trainer, TrainerCallback
 
 
 class TaskType(ABC):
@@ -73,9 +73,16 @@ class TaskType(ABC):
 
     @abstractmethod
     def train(
-        self, tokenized: DatasetDict, model_dir: Path, labels: list[str], params: Params, output_dir: Path
+        self,
+        tokenized: DatasetDict,
+        model_dir: Path,
+        labels: list[str],
+        params: Params,
+        output_dir: Path,
+        callbacks: list[TrainerCallback] | None = None,
     ) -> tuple[Trainer, dict[str, Any]]:
-        """Build the model from `model_dir` and train it with checkpoints in `output_dir`."""
+        """Build the model from `model_dir` and train it with checkpoints in `output_dir`;
+        `callbacks` see every evaluation (a sweep's pruning)."""
 
     @abstractmethod
     def save_model(self, trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:

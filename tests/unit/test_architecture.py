@@ -30,6 +30,7 @@ LAYERS = [
     {"tasks.registry"},
     {"tasks.task_types"},
     {"tasks.steps"},
+    {"tasks.sweeps"},
     {"tasks.cli"},
 ]
 

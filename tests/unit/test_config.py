@@ -28,6 +28,7 @@ def test_repository_params_parse_and_match_defaults(repo_root: Path) -> None:
         "gate",
         "register",
         "cache",
+        "sweep",
     }
     assert set(params.as_dict()) == sections
 

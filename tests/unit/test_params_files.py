@@ -13,7 +13,7 @@ from tasks.core.config import Params, load_params
 from tests.conftest import REPO_ROOT
 
 PARAMS_FILES = ["params.yaml", "params-sft.yaml"]
-FREE_FORM = {"gate.thresholds", "gate.maximums"}  # metric name -> bound: any keys
+FREE_FORM = {"gate.thresholds", "gate.maximums", "sweep.space"}  # any keys: metric bounds, searched keys
 
 
 def flat_keys(node: dict[str, Any], prefix: str = "") -> set[str]:

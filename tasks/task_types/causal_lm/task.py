@@ -19,7 +19,7 @@ from tasks.validation.report import ValidationResult
 if TYPE_CHECKING:  # types only: a cached run never loads these libraries
     from datasets import DatasetDict
     from mlflow.models.model import ModelInfo
-    from transformers import Trainer
+    from transformers import Trainer, TrainerCallback
 
 
 class CausalLMTask(TaskType):
@@ -63,14 +63,20 @@ class CausalLMTask(TaskType):
         return f"{version} trl {trl.__version__}"
 
     def train(
-        self, tokenized: DatasetDict, model_dir: Path, labels: list[str], params: Params, output_dir: Path
+        self,
+        tokenized: DatasetDict,
+        model_dir: Path,
+        labels: list[str],
+        params: Params,
+        output_dir: Path,
+        callbacks: list[TrainerCallback] | None = None,
     ) -> tuple[Trainer, dict[str, Any]]:
         from tasks.task_types.causal_lm.templating import load_chat_tokenizer
         from tasks.task_types.causal_lm.training import train_causal_lm
 
         tokenizer = load_chat_tokenizer(model_dir)
         return train_causal_lm(
-            tokenized, tokenizer, model_dir, params.train, output_dir, packing=params.sft.packing
+            tokenized, tokenizer, model_dir, params.train, output_dir, callbacks, packing=params.sft.packing
         )
 
     def save_model(self, trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:

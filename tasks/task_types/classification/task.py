@@ -18,7 +18,7 @@ from tasks.validation.report import ValidationResult
 if TYPE_CHECKING:  # types only: a cached run never loads these libraries
     from datasets import DatasetDict
     from mlflow.models.model import ModelInfo
-    from transformers import Trainer
+    from transformers import Trainer, TrainerCallback
 
 
 class ClassificationTask(TaskType):
@@ -61,13 +61,19 @@ class ClassificationTask(TaskType):
         return code_version(here / "training.py", here.parents[1] / "models" / "lora.py")
 
     def train(
-        self, tokenized: DatasetDict, model_dir: Path, labels: list[str], params: Params, output_dir: Path
+        self,
+        tokenized: DatasetDict,
+        model_dir: Path,
+        labels: list[str],
+        params: Params,
+        output_dir: Path,
+        callbacks: list[TrainerCallback] | None = None,
     ) -> tuple[Trainer, dict[str, Any]]:
         from tasks.models.tokenizers import load_tokenizer
         from tasks.task_types.classification.training import train_classifier
 
         tokenizer = load_tokenizer(model_dir)
-        return train_classifier(tokenized, tokenizer, model_dir, labels, params.train, output_dir)
+        return train_classifier(tokenized, tokenizer, model_dir, labels, params.train, output_dir, callbacks)
 
     def save_model(self, trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:
         from tasks.models.lora import save_trained

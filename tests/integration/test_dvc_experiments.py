@@ -1,0 +1,58 @@
+"""The DVC way to sweep: `dvc exp run --queue -S ...` for a small grid, `--run-all`, `dvc exp show`,
+in a temporary copy of the repository (as tests/integration/test_dvc_pipeline.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import banking_sample, tiny_params
+from tests.integration.repository import copy_repository, dvc, git_identity
+
+# two full pipeline runs through DVC's queue worker: minutes on a quiet machine, more on a busy one
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+
+def test_dvc_queues_a_small_grid_runs_it_and_shows_the_metrics(tmp_path: Path, tiny_base_model: Path) -> None:
+    repo = copy_repository(tmp_path / "repo")
+    sample = repo / "sample.csv"
+    banking_sample().to_csv(sample, index=False)
+    params_file = tiny_params(repo, tiny_base_model, sample)
+    raw = yaml.safe_load(params_file.read_text())
+    raw["train"]["max_steps"] = 4
+    raw["tokenize"]["cache_dir"] = ".cache/refinery/tokenized"
+    raw["train"]["checkpoint_dir"] = ".cache/refinery/checkpoints"
+    raw["register"]["tracking_uri"] = "sqlite:///mlflow.db"
+    params_file.write_text(yaml.safe_dump(raw))
+    subprocess.run(
+        ["git", "commit", "-qam", "tiny params"], cwd=repo, check=True, env={**os.environ, **git_identity()}
+    )
+
+    for rate in ("0.001", "0.01"):
+        dvc(repo, "exp", "run", "--queue", "-S", f"train.learning_rate={rate}")
+    dvc(repo, "exp", "run", "--run-all", "-j", "1")
+    shown = json.loads(_json(repo))
+
+    experiments = [e for row in shown for e in (row.get("experiments") or [])]
+    rates = {}
+    for revision in (r for e in experiments for r in e["revs"]):
+        train = revision["data"]["params"]["params.yaml"]["data"]["train"]
+        rates[train["learning_rate"]] = revision.get("error")
+    # both points ran the pipeline to the end (a failed stage is the revision's error). Known gap:
+    # `exp show` reports their artifacts/eval/metrics.json as not found (a DVC output, not in git)
+    assert rates == {0.001: None, 0.01: None}, shown
+
+
+def _json(repo: Path) -> str:
+    """`dvc exp show --json` alone on stdout (the `dvc` helper mixes stderr in)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "exp", "show", "--json"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout
