@@ -34,6 +34,9 @@ LINEAGE_ROWS = (
     "tokenizer_fingerprint",
     "base_model",
     "base_model_hash",
+    "world_size",
+    "launcher",
+    "strategy",
     "mlflow_run_id",
     "prefect_flow_run_id",
     "prefect_deployment",
@@ -57,6 +60,9 @@ class Lineage:
     prefect_deployment: str | None = None
     data_hash_train: str | None = None  # md5 of the train file's bytes (DVC's md5 when it is tracked)
     data_hash_test: str | None = None  # of the separate test file; none when test was split from train
+    world_size: int = 1  # how many ranks trained (train.distributed.processes x nodes)
+    launcher: str = "none"  # train.distributed.launcher: none, torchrun or ray
+    strategy: str = "ddp"  # train.distributed.strategy: ddp, fsdp or deepspeed
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -74,6 +80,9 @@ class Lineage:
             "base_model": self.base_model or "none",
             "base_model_hash": self.base_model_hash or "none",
             "prefect_deployment": self.prefect_deployment or "none",
+            "world_size": str(self.world_size),
+            "launcher": self.launcher,
+            "strategy": self.strategy,
         }
 
 
@@ -109,6 +118,9 @@ def current_lineage(
         else None,
         **(run_lineage(params, layout) if layout is not None else {}),
         prefect_deployment=deployment,
+        world_size=params.train.distributed.world_size,
+        launcher=params.train.distributed.launcher,
+        strategy=params.train.distributed.strategy,
     )
 
 
