@@ -30,6 +30,7 @@ from datasets import load_from_disk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.distributed import distributed_table, run_distributed
 from benchmarks.measures import (
     BIN,
     REPO,
@@ -182,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3, help="as params.yaml's train.epochs")
-    parser.add_argument("--workloads", default="banking77,sst2")
+    parser.add_argument("--workloads", default="banking77,sst2,distributed")
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default=None, help="Refinery's train.precision"
     )
@@ -212,10 +213,17 @@ def main() -> None:
     }
     out = REPO / "benchmarks" / "results" / f"{results['date']}-{results['host']}{'-quick' * args.quick}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    table = ""
     for name in args.workloads.split(","):
-        results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
+        if name == "distributed":  # BANKING77 under each launcher (benchmarks/distributed.py)
+            results["distributed"] = run_distributed(
+                refinery_params, workloads(args.quick)["banking77"], args, env
+            )
+        else:
+            results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
         out.with_suffix(".json").write_text(json.dumps(results, indent=2))  # each workload as it ends
-        table = report(results)
+        table = report(results) if results["workloads"] else ""
+        table += distributed_table(results["distributed"]) if "distributed" in results else ""
         out.with_suffix(".md").write_text(table)
     print(table)
 
