@@ -225,11 +225,13 @@ def services(stack: Stack, env: Mapping[str, str] = os.environ) -> list[list[Ser
         port=None,
         ready=_deployment_polled_since(stack),
     )
+    prefect_cli = f"{sys.executable} -m prefect"
     worker = Service(
         name="worker",
         # prefect.yaml's deployments on the process pool, then a worker that runs their flow runs
-        command=["sh", "-c", f"{python[0]} -m prefect --no-prompt deploy --all && exec {python[0]} -m "
-                 f"prefect worker start --pool {WORK_POOL} --type process"],
+        command=["sh", "-c", f"{prefect_cli} work-pool create {WORK_POOL} --type process --overwrite"
+                 f" && {prefect_cli} --no-prompt deploy --all"
+                 f" && exec {prefect_cli} worker start --pool {WORK_POOL}"],
         env={**common, **stack.client_env()},
         port=None,
         ready=_work_pool_ready(stack),
