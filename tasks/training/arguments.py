@@ -105,7 +105,13 @@ def distributed_values(cfg: DistributedConfig, cuda: bool) -> dict[str, Any]:
         raise ConfigError("train.distributed.strategy: deepspeed needs CUDA GPUs; use ddp (or fsdp) on a CPU")
     if cfg.world_size == 1 and cfg.strategy == "ddp":
         return {}
-    values: dict[str, Any] = {"ddp_backend": "nccl" if cuda else "gloo", "ddp_timeout": DDP_TIMEOUT_S}
+    values: dict[str, Any] = {
+        "ddp_backend": "nccl" if cuda else "gloo",
+        "ddp_timeout": DDP_TIMEOUT_S,
+        # every trainable parameter (full model, or LoRA adapters and head) takes part in each forward:
+        # no extra graph walk per step looking for unused ones
+        "ddp_find_unused_parameters": False,
+    }
     if cfg.strategy == "fsdp":
         values["fsdp"] = "full_shard auto_wrap"
         values["fsdp_config"] = {"use_orig_params": True, "sync_module_states": True}

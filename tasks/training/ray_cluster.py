@@ -40,6 +40,7 @@ def _start_ray(cfg: DistributedConfig) -> bool:
     repo = str(Path(__file__).resolve().parents[2])  # workers import `tasks` as the driver does
     path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
+        address="local",  # a Ray of its own, even where `RAY=1 make up` runs one (`ray_address: auto`)
         num_cpus=int(cpus + 0.999),
         num_gpus=int(worker_resources(cfg).get("GPU", 0) * cfg.processes + 0.999),
         include_dashboard=False,
