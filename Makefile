@@ -19,6 +19,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
 # team mode's database: postgres (the stack's own server) or sqlite (files in the stack directory)
 DB ?= $(or $(REFINERY_DB),postgres)
+# RAY=1 make up: a Ray head on 127.0.0.1 for train.distributed.launcher ray (ray_address: auto)
+RAY ?= 0
 
 .PHONY: help setup data run test lint format repro bench clean clean-cache up down ui backup restore publish-to-team
 
@@ -58,8 +60,8 @@ format: setup  ## apply ruff's formatting and fixes
 test: data lint  ## lint, then the unit, integration and end-to-end tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-up: setup  ## team mode: PostgreSQL, Prefect + MLflow servers and the served deployments on 127.0.0.1 (DB=sqlite: no PostgreSQL)
-	REFINERY_DB=$(DB) $(BIN)/python -m infra.stack up
+up: setup  ## team mode: PostgreSQL, Prefect + MLflow servers, the served deployments and a process-pool worker on 127.0.0.1 (DB=sqlite: no PostgreSQL; RAY=1: a Ray head too)
+	RAY=$(RAY) REFINERY_DB=$(DB) $(BIN)/python -m infra.stack up
 
 down: setup  ## stop exactly what `make up` started
 	$(BIN)/python -m infra.stack down

@@ -31,6 +31,7 @@ from datasets import load_from_disk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.distributed import distributed_table, run_distributed
 from benchmarks.measures import (
     BIN,
     REPO,
@@ -184,7 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3, help="as params.yaml's train.epochs")
-    parser.add_argument("--workloads", default="banking77,sst2", help="of banking77, sst2, sweep")
+    parser.add_argument(
+        "--workloads", default="banking77,sst2,distributed", help="of banking77, sst2, distributed, sweep"
+    )
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default=None, help="Refinery's train.precision"
     )
@@ -215,15 +218,22 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / f"{results['date']}-{results['host']}{'-quick' * args.quick}"
     out.parent.mkdir(parents=True, exist_ok=True)
     names = args.workloads.split(",")
+    table = ""
     if "sweep" in names:  # its own table: pruned vs unpruned sweeps, not Refinery vs the plain script
         with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
             results["sweep"] = run_sweep_workload(Path(tmp), args.quick, env)
         out.with_suffix(".json").write_text(json.dumps(results, indent=2))
         out.with_name(out.name + "-sweep.md").write_text(table := sweep_table(results["sweep"]))
     for name in (n for n in names if n != "sweep"):
-        results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
+        if name == "distributed":  # BANKING77 under each launcher (benchmarks/distributed.py)
+            results["distributed"] = run_distributed(
+                refinery_params, workloads(args.quick)["banking77"], args, env
+            )
+        else:
+            results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
         out.with_suffix(".json").write_text(json.dumps(results, indent=2))  # each workload as it ends
-        table = report(results)
+        table = report(results) if results["workloads"] else ""
+        table += distributed_table(results["distributed"]) if "distributed" in results else ""
         out.with_suffix(".md").write_text(table)
     print(table)
 

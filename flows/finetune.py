@@ -6,6 +6,9 @@ per step; the flow body holds only the order of the steps and the gate's branch.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import deployment, flow_run
 
 from tasks.cli.summary import plots_markdown, run_summary_markdown
@@ -26,6 +30,7 @@ from tasks.registry.tracking import effective_tracking_uri
 from tasks.steps import comparison, evaluation, gating, registration, tokenization, training, validation
 from tasks.steps.stage import announced
 from tasks.task_types import load_task_params
+from tasks.training.launchers import TRAINING_LOGGER
 
 # A Prefect global concurrency limit (1 slot, created by flows/deployments.py) that keeps two
 # trainings from sharing the cores; where it does not exist (a local run) training just proceeds.
@@ -67,6 +72,20 @@ register_step = task(
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_user_error,
 )(announced("register", registration.register_step))
+
+
+@contextlib.contextmanager
+def ranks_logged_to_prefect() -> Iterator[None]:
+    """The output of launched ranks (torchrun, Ray) in the train task's Prefect log."""
+    logger, handler = logging.getLogger(TRAINING_LOGGER), APILogHandler()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def publish_generations(layout: RunLayout, rows: int) -> None:
@@ -121,7 +140,7 @@ def finetune(
     require_under_roots(path_settings(params.as_dict()), allowed_roots())
     validate_step(params, layout)
     tokenize_step(params, layout)
-    with concurrency(TRAINING_LIMIT, occupy=1, strict=False):
+    with concurrency(TRAINING_LIMIT, occupy=1, strict=False), ranks_logged_to_prefect():
         training = train_step(params, layout)
     metrics = evaluate_step(params, layout)
     publish_generations(layout, params.evaluate.examples_shown)

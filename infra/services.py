@@ -19,13 +19,15 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from infra.database import LocalPostgres, bin_dir
-from infra.processes import ProcessRecord
+from infra.processes import ProcessRecord, port_in_use
 from tasks.core.errors import RefineryError
 
 HOST = "127.0.0.1"
 PREFECT_PORT = 4200
 MLFLOW_PORT = 5000
 POSTGRES_PORT = 5433  # not 5432: a system PostgreSQL often holds that one
+RAY_PORT = 6379  # `RAY=1 make up`: a Ray head for train.distributed.launcher ray (ray_address "auto")
+WORK_POOL = "refinery-process"  # prefect.yaml's deployments run on this pool's worker
 STACK_DIR = Path(".refinery/stack")
 START_TIMEOUT_S = 240.0
 DATABASE_KINDS = ("postgres", "sqlite")
@@ -165,8 +167,32 @@ def _database_env(stack: Stack, env: Mapping[str, str]) -> tuple[dict[str, str],
     return prefect, mlflow
 
 
+def _work_pool_ready(stack: Stack) -> Callable[[ProcessRecord], bool]:
+    """Ready once a worker polls the process work pool (its status turns READY)."""
+
+    def ready(_record: ProcessRecord) -> bool:
+        body = _get(f"{stack.prefect_api_url}/work_pools/{WORK_POOL}")
+        return bool(body) and json.loads(body or b"{}").get("status") == "READY"
+
+    return ready
+
+
+def _ray_head() -> Service:
+    """A Ray head on 127.0.0.1, in the foreground (`--block`) so that `down` stops its group."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    return Service(
+        name="ray",
+        command=[ray, "start", "--head", f"--node-ip-address={HOST}", f"--port={RAY_PORT}", "--block",
+                 "--include-dashboard=false", "--disable-usage-stats"],
+        env={},
+        port=RAY_PORT,
+        ready=lambda _record: port_in_use(HOST, RAY_PORT),
+    )  # fmt: skip
+
+
 def services(stack: Stack, env: Mapping[str, str] = os.environ) -> list[list[Service]]:
-    """The services in start order: the database, the two servers together, then the deployments."""
+    """The services in start order: the database, the two servers together (and a Ray head with
+    RAY=1), then the served deployments and the worker of prefect.yaml's process work pool."""
     common = {"PREFECT_HOME": str(stack.root / "prefect"), "PYTHONUNBUFFERED": "1"}
     prefect_db, mlflow_db = _database_env(stack, env)
     artifacts = env.get("MLFLOW_ARTIFACTS_DESTINATION") or str(stack.artifacts_dir)
@@ -199,6 +225,18 @@ def services(stack: Stack, env: Mapping[str, str] = os.environ) -> list[list[Ser
         port=None,
         ready=_deployment_polled_since(stack),
     )
+    prefect_cli = f"{sys.executable} -m prefect"
+    worker = Service(
+        name="worker",
+        # prefect.yaml's deployments on the process pool, then a worker that runs their flow runs
+        command=["sh", "-c", f"{prefect_cli} work-pool create {WORK_POOL} --type process --overwrite"
+                 f" && {prefect_cli} --no-prompt deploy --all"
+                 f" && exec {prefect_cli} worker start --pool {WORK_POOL}"],
+        env={**common, **stack.client_env()},
+        port=None,
+        ready=_work_pool_ready(stack),
+    )  # fmt: skip
     server = stack.local_postgres(env)
     database = [[_postgres_service(server)]] if server is not None else []
-    return [*database, [prefect, mlflow], [deployments]]
+    ray = [_ray_head()] if env.get("RAY") == "1" else []
+    return [*database, [prefect, mlflow, *ray], [deployments, worker]]

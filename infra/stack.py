@@ -1,5 +1,6 @@
-"""Refinery's local team stack: PostgreSQL, a Prefect server, an MLflow tracking server and the
-process serving the Refinery deployments (flows/deployments.py), all on 127.0.0.1.
+"""Refinery's local team stack: PostgreSQL, a Prefect server, an MLflow tracking server, the
+process serving the Refinery deployments (flows/deployments.py), a worker of the process work pool
+that prefect.yaml's deployments run on, and with RAY=1 a Ray head, all on 127.0.0.1.
 
 `make up`, `make down` and `make ui` call `python -m infra.stack up|down|ui`. Each service runs in
 its own process group (MLflow's server forks job consumers that would outlive it otherwise) with a
@@ -135,9 +136,9 @@ def _tail(stack: Stack, service: Service, lines: int = 15) -> str:
 def _every_service(stack: Stack) -> list[Service]:
     """Every service a stack in this directory may have started, whatever its database, last first."""
     try:
-        waves = services(dataclasses.replace(stack, db="postgres"), env={})
+        waves = services(dataclasses.replace(stack, db="postgres"), env={"RAY": "1"})
     except RefineryError:  # no PostgreSQL binaries: this stack cannot have started one
-        waves = services(dataclasses.replace(stack, db="sqlite"), env={})
+        waves = services(dataclasses.replace(stack, db="sqlite"), env={"RAY": "1"})
     return [s for wave in reversed(waves) for s in wave]
 
 

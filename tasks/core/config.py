@@ -94,6 +94,47 @@ class LoraSettings(_Section):
     quantize_4bit: bool = False  # QLoRA: needs CUDA and bitsandbytes
 
 
+class DistributedConfig(_Section):
+    """How many processes train, and on which engine: torchrun (one node or several) or Ray Train.
+
+    `train.batch_size` stays the batch of one optimizer micro-step across all processes: each of the
+    `processes × nodes` ranks takes `batch_size / world_size`, so the global batch (and the result,
+    within noise) does not depend on the launcher.
+    """
+
+    launcher: Literal["none", "torchrun", "ray"] = "none"
+    processes: int = Field(1, ge=1)  # torchrun: processes per node (one per GPU); ray: workers
+    nodes: int = Field(1, ge=1)  # torchrun across nodes, meeting at rdzv_endpoint
+    rdzv_endpoint: str | None = None  # host:port of the c10d rendezvous; required when nodes > 1
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"  # fsdp: the Trainer's fsdp options
+    deepspeed_config: str | None = None  # a DeepSpeed JSON config; strategy deepspeed (CUDA only)
+    ray_address: str | None = None  # null: a local Ray for the run; "auto" or "ray://host:10001"
+    resources_per_worker: dict[str, float] = Field(default_factory=lambda: {"CPU": 1.0, "GPU": 0.0})
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks train together."""
+        return self.processes * self.nodes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistributedConfig:
+        key = "train.distributed"
+        if self.launcher == "none" and self.world_size > 1:
+            raise ValueError(f"{key}.processes and nodes above 1 need {key}.launcher torchrun or ray")
+        if self.nodes > 1 and self.launcher != "torchrun":
+            raise ValueError(f"{key}.nodes is torchrun's; Ray places its workers on the cluster's nodes")
+        if self.nodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"{key}.rdzv_endpoint (host:port) is required when {key}.nodes > 1")
+        if (self.strategy == "deepspeed") != (self.deepspeed_config is not None):
+            raise ValueError(f"{key}.deepspeed_config is set exactly when {key}.strategy is deepspeed")
+        if self.ray_address is not None and self.launcher != "ray":
+            raise ValueError(f"{key}.ray_address is only used when {key}.launcher is ray")
+        negative = sorted(name for name, amount in self.resources_per_worker.items() if amount < 0)
+        if negative:
+            raise ValueError(f"{key}.resources_per_worker.{negative[0]} must be >= 0")
+        return self
+
+
 class TrainConfig(_Section):
     """Fine-tuning hyper-parameters, passed to the HF Trainer."""
 
@@ -123,11 +164,18 @@ class TrainConfig(_Section):
     reuse_trained: bool = True
     progress_bars: bool = True
     lora: LoraSettings = LoraSettings()
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _steps_need_eval_steps(self) -> TrainConfig:
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ValueError("train.eval_steps is required when train.eval_strategy is 'steps'")
+        ranks = self.distributed.world_size
+        if self.batch_size % ranks:
+            raise ValueError(
+                f"train.batch_size ({self.batch_size}) must be a multiple of train.distributed.processes"
+                f" x nodes ({ranks}): it is the global batch, split evenly across the processes"
+            )
         return self
 
 

@@ -34,6 +34,9 @@ LINEAGE_ROWS = (
     "tokenizer_fingerprint",
     "base_model",
     "base_model_hash",
+    "world_size",
+    "launcher",
+    "strategy",
     "mlflow_run_id",
     "prefect_flow_run_id",
     "prefect_deployment",
@@ -61,6 +64,9 @@ class Lineage:
     tokenized_key: str | None = None  # the tokenization cache entry it trained on (kept by `refinery gc`)
     checkpoint_key: str | None = None  # its folder under train.checkpoint_dir (kept by `refinery gc`)
     sweep_run_id: str | None = None  # the MLflow parent run of the sweep that chose these params
+    world_size: int = 1  # how many ranks trained (train.distributed.processes x nodes)
+    launcher: str = "none"  # train.distributed.launcher: none, torchrun or ray
+    strategy: str = "ddp"  # train.distributed.strategy: ddp, fsdp or deepspeed
 
     def tags(self) -> dict[str, str]:
         """The lineage as MLflow tag values (strings only)."""
@@ -81,6 +87,9 @@ class Lineage:
             "tokenized_key": self.tokenized_key or "none",
             "checkpoint_key": self.checkpoint_key or "none",
             **({"sweep_run_id": self.sweep_run_id} if self.sweep_run_id else {}),
+            "world_size": str(self.world_size),
+            "launcher": self.launcher,
+            "strategy": self.strategy,
         }
 
 
@@ -117,6 +126,9 @@ def current_lineage(
         else None,
         **(run_lineage(params, layout) if layout is not None else {}),
         prefect_deployment=deployment,
+        world_size=params.train.distributed.world_size,
+        launcher=params.train.distributed.launcher,
+        strategy=params.train.distributed.strategy,
     )
 
 

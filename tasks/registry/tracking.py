@@ -171,10 +171,16 @@ def log_record(
         "refinery.run_dir": str(layout.root),
         RECORDED_TAG: "true",
     }
+    # how the weights were trained, as top-level params to filter and compare runs by
+    distribution = {
+        "world_size": str(lineage.world_size),
+        "launcher": lineage.launcher,
+        "strategy": lineage.strategy,
+    }
     client.log_batch(
         run_id,
         metrics=metrics,
-        params=[Param(key, value) for key, value in flatten_params(params).items()],
+        params=[Param(key, value) for key, value in {**flatten_params(params), **distribution}.items()],
         tags=[RunTag(key, value) for key, value in tags.items()],
     )
 

@@ -3,7 +3,8 @@
 Checkpoints live under `train.checkpoint_dir/<key>` (see `tasks.training.checkpoints`): an
 interrupted run resumes from its last checkpoint, and a finished one with the same key is reused.
 One training per key at a time (a file lock beside the folder): a second run with the same inputs
-waits, then reuses what the first one finished.
+waits, then reuses what the first one finished. `train.distributed.launcher` torchrun or ray trains
+on several ranks (`tasks.steps.training_ranks`); resume, reuse and the key work the same.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import read_splits
 from tasks.models.base_models import resolve_base_model
+from tasks.steps.training_ranks import train_launched
 from tasks.task_types import task_type_for
 from tasks.tokenization.cache import load_tokenized, tokenized_meta
 from tasks.training.checkpoints import checkpoint_key, keep_trained, reuse_trained, write_history
@@ -41,7 +43,10 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(output_dir.with_name(f"{output_dir.name}.lock"))):
         reused = reuse_trained(output_dir, layout, params.train)
-        if reused is None:
+        if reused is None and params.train.distributed.launcher != "none":
+            summary = train_launched(params, layout, output_dir)  # torchrun's or Ray's ranks
+            keep_trained(output_dir, layout)
+        elif reused is None:
             labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
             trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
             summary.update(task_type.save_model(trainer, model_dir, layout))

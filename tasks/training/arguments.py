@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
-from tasks.core.config import TrainConfig
+from tasks.core.config import DistributedConfig, TrainConfig
 from tasks.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,35 @@ def early_stopping(cfg: TrainConfig, evaluate: bool) -> list[TrainerCallback]:
     )
 
 
+DDP_TIMEOUT_S = 600  # a rank stuck in a collective this long fails the step instead of hanging
+
+
+def distributed_values(cfg: DistributedConfig, cuda: bool) -> dict[str, Any]:
+    """The `TrainingArguments` of multi-process training: backend, timeout, FSDP or DeepSpeed.
+
+    gloo on a CPU, NCCL on CUDA. FSDP shards parameters with the Trainer's own fsdp options (LoRA
+    needs `use_orig_params`); DeepSpeed takes the user's config file and needs CUDA. The CUDA paths
+    (NCCL, FSDP, DeepSpeed) are written to the Trainer's documented options but unverified here.
+    """
+    if cfg.strategy == "deepspeed" and not cuda:
+        raise ConfigError("train.distributed.strategy: deepspeed needs CUDA GPUs; use ddp (or fsdp) on a CPU")
+    if cfg.world_size == 1 and cfg.strategy == "ddp":
+        return {}
+    values: dict[str, Any] = {
+        "ddp_backend": "nccl" if cuda else "gloo",
+        "ddp_timeout": DDP_TIMEOUT_S,
+        # every trainable parameter (full model, or LoRA adapters and head) takes part in each forward:
+        # no extra graph walk per step looking for unused ones
+        "ddp_find_unused_parameters": False,
+    }
+    if cfg.strategy == "fsdp":
+        values["fsdp"] = "full_shard auto_wrap"
+        values["fsdp_config"] = {"use_orig_params": True, "sync_module_states": True}
+    if cfg.strategy == "deepspeed":
+        values["deepspeed"] = cfg.deepspeed_config
+    return values
+
+
 def training_arguments(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -> TrainingArguments:
     """Map params onto `TrainingArguments`, in the precision `train.precision` resolves to here."""
     return TrainingArguments(**argument_values(cfg, output_dir, evaluate))
@@ -101,13 +130,14 @@ def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -
     False: no validation split, so no evaluation and no best-model selection."""
     cuda = torch.cuda.is_available()
     precision = resolved_precision(cfg)
+    ranks = cfg.distributed.world_size  # train.batch_size is the global batch: each rank takes its share
     stops = evaluate and cfg.early_stopping_patience is not None
     best = f"eval_{cfg.metric_for_best_model}" if stops else None
     return dict(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
+        per_device_train_batch_size=cfg.batch_size // ranks,
+        per_device_eval_batch_size=max(1, cfg.eval_batch_size // ranks),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         weight_decay=cfg.weight_decay,
@@ -132,4 +162,5 @@ def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -
         dataloader_pin_memory=cuda,
         report_to="none",
         disable_tqdm=not cfg.progress_bars,
+        **distributed_values(cfg.distributed, cuda),
     )

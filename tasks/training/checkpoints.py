@@ -45,13 +45,28 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_c
     """
     digest = hashlib.sha256()
     digest.update(tokenized_key.encode())
-    excluded = {"progress_bars", "resume", "checkpoint_dir", "reuse_trained"}  # change no weight
+    # change no weight: where the ranks run (launcher, rendezvous, cluster, resources) is not in the key;
+    # how many there are is (processes x nodes: each rank draws its own dropout, reductions add in
+    # another order), as is the strategy. torchrun and Ray with the same world size share a key.
+    excluded: dict[str, Any] = {
+        "progress_bars": True,
+        "resume": True,
+        "checkpoint_dir": True,
+        "reuse_trained": True,
+        "distributed": {"launcher", "rdzv_endpoint", "ray_address", "resources_per_worker"},
+    }
     digest.update(cfg.model_dump_json(exclude=excluded).encode())
     digest.update(f"{code_version(*_SHARED_CODE)} {task_code}".encode())
     digest.update(f"torch {version('torch')} transformers {version('transformers')}".encode())
     digest.update(str(model_dir.resolve()).encode())
     digest.update(weights_fingerprint(model_dir).encode())
     return digest.hexdigest()[:24]
+
+
+def clear_finished(output_dir: Path) -> None:
+    """A previous run with these inputs finished in `output_dir`: start afresh."""
+    if (output_dir / COMPLETE_MARKER).exists():
+        shutil.rmtree(output_dir)
 
 
 def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
@@ -61,18 +76,23 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
     from tasks.training.progress_log import ProgressLog
     from tasks.training.resumption import MarkSavedCheckpoints, usable_checkpoint
 
-    if (output_dir / COMPLETE_MARKER).exists():
-        shutil.rmtree(output_dir)  # the previous run with these inputs finished: start afresh
+    if trainer.args.world_size == 1:  # ranks of a launched run: the launching step cleared the folder
+        clear_finished(output_dir)
     last, skipped = usable_checkpoint(output_dir) if cfg.resume else (None, [])
     resume_from = str(last) if last is not None else None
     if skipped:
         fallback = f"resuming from {last.name}" if last is not None else "starting afresh"
         print(f"warning: {'; '.join(skipped)}; {fallback}", file=sys.stderr)
+    if cfg.distributed.launcher == "ray":
+        from tasks.training.ray_cluster import prepare_ray_trainer
+
+        prepare_ray_trainer(trainer)
     trainer.add_callback(MarkSavedCheckpoints())
     trainer.add_callback(ProgressLog(cfg.metric_for_best_model))
     with space_for(output_dir, "train.checkpoint_dir"):  # a cut checkpoint is skipped on resume
         result = trainer.train(resume_from_checkpoint=resume_from)
-    (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
+    if trainer.is_world_process_zero():
+        (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
     summary: dict[str, Any] = {
         "train_loss": float(result.training_loss),
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
@@ -83,6 +103,9 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "checkpoints_skipped": len(skipped),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
         "hardware": hardware_description(),
+        "world_size": int(trainer.args.world_size),
+        "launcher": cfg.distributed.launcher,
+        "strategy": cfg.distributed.strategy,
     }
     if trainer.state.best_metric is not None:
         summary[f"best_validation_{cfg.metric_for_best_model}"] = float(trainer.state.best_metric)

@@ -33,7 +33,7 @@ class MarkSavedCheckpoints(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if folder.is_dir():
+        if folder.is_dir() and state.is_world_process_zero:  # rank 0 saves; it marks when done
             (folder / SAVED_MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
 
 

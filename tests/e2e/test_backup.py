@@ -102,7 +102,7 @@ def sqlite_stack(team_stack: TeamStack) -> Iterator[TeamStack]:
         yield team
     finally:
         team.run("make", "-s", "down", timeout=180)
-        for name in ("postgres", "prefect", "mlflow", "deployments"):
+        for name in ("postgres", "prefect", "mlflow", "deployments", "worker", "ray"):
             assert owned_processes(OWNER_ENV, owner(stack, name)) == [], name
 
 

@@ -34,7 +34,7 @@ def _records(team: TeamStack) -> dict[str, ProcessRecord]:
 
 def test_make_up_is_idempotent_and_ui_prints_both_addresses(stack_up: TeamStack) -> None:
     before = _records(stack_up)
-    assert set(before) == {"postgres", "prefect", "mlflow", "deployments"}
+    assert set(before) == {"postgres", "prefect", "mlflow", "deployments", "worker"}
     again = stack_up.make("up")
     assert "nothing started" in again.stdout
     assert _records(stack_up) == before  # the same processes, none started twice

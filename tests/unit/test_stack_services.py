@@ -9,6 +9,7 @@ import pytest
 
 from infra.database import LocalPostgres, as_server_user
 from infra.services import Stack, StackError, services
+from infra.stack import _every_service
 
 
 def _names(stack: Stack, env: dict[str, str]) -> list[list[str]]:
@@ -22,7 +23,7 @@ def _env_of(stack: Stack, env: dict[str, str], name: str) -> dict[str, str]:
 def test_postgres_is_the_default_and_starts_first(tmp_path: Path) -> None:
     stack = Stack.from_env({"REFINERY_STACK_DIR": str(tmp_path), "REFINERY_POSTGRES_PORT": "6543"})
     assert stack.db == "postgres"
-    assert _names(stack, {}) == [["postgres"], ["prefect", "mlflow"], ["deployments"]]
+    assert _names(stack, {}) == [["postgres"], ["prefect", "mlflow"], ["deployments", "worker"]]
     prefect, mlflow = _env_of(stack, {}, "prefect"), _env_of(stack, {}, "mlflow")
     assert (
         prefect["PREFECT_API_DATABASE_CONNECTION_URL"]
@@ -34,7 +35,7 @@ def test_postgres_is_the_default_and_starts_first(tmp_path: Path) -> None:
 
 def test_sqlite_keeps_the_files_in_the_stack_dir(tmp_path: Path) -> None:
     stack = Stack.from_env({"REFINERY_STACK_DIR": str(tmp_path), "REFINERY_DB": "sqlite"})
-    assert _names(stack, {}) == [["prefect", "mlflow"], ["deployments"]]
+    assert _names(stack, {}) == [["prefect", "mlflow"], ["deployments", "worker"]]
     assert _env_of(stack, {}, "mlflow")["MLFLOW_BACKEND_STORE_URI"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
@@ -44,7 +45,7 @@ def test_two_urls_mean_existing_servers_and_no_local_postgres(tmp_path: Path) ->
         "MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://u@db.example/mlflow",
     }
     stack = Stack.from_env({"REFINERY_STACK_DIR": str(tmp_path)})
-    assert _names(stack, urls) == [["prefect", "mlflow"], ["deployments"]]
+    assert _names(stack, urls) == [["prefect", "mlflow"], ["deployments", "worker"]]
     assert _env_of(stack, urls, "mlflow")["MLFLOW_BACKEND_STORE_URI"] == urls["MLFLOW_BACKEND_STORE_URI"]
 
 
@@ -74,3 +75,13 @@ def test_postgres_never_runs_as_root() -> None:
     command = as_server_user(["postgres", "-D", "data"])
     assert command[-3:] == ["postgres", "-D", "data"]
     assert (command[0].endswith("unshare")) == (os.geteuid() == 0)
+
+
+def test_ray_1_adds_a_ray_head_on_localhost_that_down_also_knows(tmp_path: Path) -> None:
+    stack = Stack.from_env({"REFINERY_STACK_DIR": str(tmp_path), "REFINERY_DB": "sqlite"})
+    assert _names(stack, {"RAY": "1"}) == [["prefect", "mlflow", "ray"], ["deployments", "worker"]]
+    head = next(s for wave in services(stack, {"RAY": "1"}) for s in wave if s.name == "ray")
+    assert "--node-ip-address=127.0.0.1" in head.command and "--block" in head.command
+    assert "ray" in {s.name for s in _every_service(stack)}  # `make down` stops it without RAY=1
+    worker = _env_of(stack, {}, "worker")
+    assert worker["PREFECT_API_URL"] == stack.prefect_api_url

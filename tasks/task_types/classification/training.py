@@ -74,4 +74,7 @@ def train_classifier(
         compute_metrics=_compute_metrics(len(labels)),
         callbacks=[*early_stopping(cfg, evaluate), *(callbacks or [])],
     )
+    # the classifier's loss is a mean over its own batch and ignores `num_items_in_batch`: the Trainer
+    # must not multiply it by the number of ranks (DDP already averages the gradients)
+    trainer.model_accepts_loss_kwargs = False
     return trainer, {**fit(trainer, cfg, output_dir), "validation_examples": len(tokenized["validation"])}
