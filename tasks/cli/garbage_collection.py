@@ -21,12 +21,35 @@ from tasks.core.errors import RefineryError
 CACHE_TAGS = ("tokenized_key", "checkpoint_key")
 
 
+def _require_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
+    """A tracking server that does not answer fails at once, not after MLflow's minutes of retries."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    from tasks.registry.tracking import redacted
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except HTTPError:
+        return  # it answered (an auth-only server may refuse /health): the registry read decides
+    except (URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise RefineryError(
+            f"gc: the tracking server {redacted(tracking_uri)} does not answer ({reason}); "
+            "nothing removed (start it, or pass --tracking-uri)"
+        ) from None
+
+
 def protected_keys(tracking_uri: str) -> tuple[set[str], int]:
     """The cache keys registered versions name, and how many versions name none (older ones)."""
     from tasks.registry.tracking import redacted, store_exists, tracking_to
 
     if not store_exists(tracking_uri):
         return set(), 0
+    _require_reachable(tracking_uri)
     keys: set[str] = set()
     unknown = 0
     try:

@@ -69,7 +69,11 @@ def test_servers_keep_their_state_in_their_own_databases(stack_up: TeamStack) ->
     mlflow = server.connect("mlflow")
     try:
         with prefect.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM deployment WHERE name = %s", (name,))
+            cursor.execute(  # finetune/banking77 and sweep/banking77 share the deployment name
+                "SELECT count(*) FROM deployment JOIN flow ON deployment.flow_id = flow.id "
+                "WHERE deployment.name = %s AND flow.name = %s",
+                (name, flow),
+            )
             assert cursor.fetchone()[0] == 1
         MlflowClient(tracking_uri=stack_up.stack.mlflow_url).create_experiment("where-is-this-kept")
         with mlflow.cursor() as cursor:

@@ -4,6 +4,8 @@ registered version (in a real MLflow store) trained from stay; a dry run removes
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,11 @@ from tasks.training.cache_entries import cache_entries, over_budget
 pytestmark = pytest.mark.integration
 
 MB = 1_000_000
+
+
+def _listing(*caches: Path) -> list[str]:
+    """Every file and folder under the caches (the MLflow store beside them may add its lock file)."""
+    return sorted(str(p) for cache in caches for p in cache.rglob("*"))
 
 
 def _file(path: Path, megabytes: float, used: float) -> None:
@@ -72,11 +79,11 @@ def test_refinery_gc_keeps_a_registered_versions_entries_and_a_dry_run_removes_n
         "cache": {"budget_gb": 0.002},
     }
     params.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    before = _listing(tokenized, checkpoints)
 
     assert refinery(["gc", "--params", str(params), "--dry-run"]) == 0
     dry = capsys.readouterr().out
-    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert _listing(tokenized, checkpoints) == before
     assert "would remove checkpoints ck-other" in dry and "tokenized tok-old" not in dry
 
     assert refinery(["gc", "--params", str(params)]) == 0
@@ -90,3 +97,25 @@ def test_refinery_gc_keeps_a_registered_versions_entries_and_a_dry_run_removes_n
 
     assert refinery(["gc", "--params", str(params), "--budget", "0"]) == 0
     assert {(e.kind, e.key) for e in cache_entries(tokenized, checkpoints)} == kept
+
+
+def test_refinery_gc_against_a_server_that_is_down_fails_at_once_and_removes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokenized, checkpoints = _caches(tmp_path)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    params = tmp_path / "params.yaml"
+    raw = {"tokenize": {"cache_dir": str(tokenized)}, "train": {"checkpoint_dir": str(checkpoints)}}
+    params.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    before = _listing(tokenized, checkpoints)
+    started = time.monotonic()
+    code = refinery(
+        ["gc", "--params", str(params), "--budget", "0", "--tracking-uri", f"http://127.0.0.1:{port}"]
+    )
+    assert code != 0 and time.monotonic() - started < 60
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and f"tracking server http://127.0.0.1:{port} does not answer" in error
+    assert "nothing removed" in error
+    assert _listing(tokenized, checkpoints) == before
