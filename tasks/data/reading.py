@@ -42,8 +42,22 @@ def _decode_utf8(path: Path) -> str:
         ) from None
 
 
+def _require_unique_header(path: Path, text: str, sep: str, quoting: int) -> None:
+    """pandas renames a repeated column (`label`, `label.1`): which one holds the data is a guess."""
+    header = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
+    seen = [name.strip() for name in header]
+    repeated = sorted({name for name in seen if seen.count(name) > 1})
+    if repeated:
+        name = repeated[0]
+        raise DataError(
+            f"{path}: line 1: column '{name}' appears {seen.count(name)} times in the header; "
+            "rename or drop the copies"
+        )
+
+
 def _read_delimited(path: Path, text: str, sep: str) -> pd.DataFrame:
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    _require_unique_header(path, text, sep, quoting)
     try:
         return pd.read_csv(
             io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""], quoting=quoting
@@ -129,6 +143,8 @@ def read_table(
             frame = _read_json(path, text, split)
         else:
             frame = _read_delimited(path, text, delimiter or ("\t" if fmt == "tsv" else ","))
+    if frame.empty:  # a header and nothing under it: every later check would pass on no rows
+        raise DataError(f"{path}: no data rows (columns {', '.join(map(str, frame.columns)) or 'none'})")
     frame = frame.astype(object).where(frame.notna(), None)
     frame["source_file"] = str(path)
     frame["source_row"] = range(1, len(frame) + 1)

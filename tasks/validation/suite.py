@@ -8,6 +8,7 @@ context and returns plain outcomes that point at file, row and value. The checks
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +25,16 @@ from tasks.validation.report import ExpectationOutcome, OffendingRow, Validation
 
 ROW = "source_row"
 STRIPPED = "_refinery_stripped_text"  # texts compared after strip(): "\nHi" and "Hi" are one example
+# invisible format characters (zero-width space / joiners, word joiner, BOM, soft hyphen, direction
+# marks): a text made of them only is as empty as a blank one, and "Hi\u200b" is "Hi" to a reader
+INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def visible_text(value: Any) -> Any:
+    """A text without its invisible characters and surrounding blanks; other values unchanged."""
+    return INVISIBLE.sub("", value).strip() if isinstance(value, str) else value
+
+
 _TRAIN_COPIES = "_refinery_copies_in_train"
 _CLASS_BATCH = "train_class_counts"
 _LEAK_BATCH = "test_against_train"
@@ -101,7 +112,7 @@ def file_batch(key: str, frame: pd.DataFrame, text: str, label: str) -> Batch:
     has_file = "source_file" in frame.columns and len(frame) > 0
     file = str(frame["source_file"].iloc[0]) if has_file else key
     if text in frame.columns:
-        stripped = frame[text].map(lambda v: v.strip() if isinstance(v, str) else v)
+        stripped = frame[text].map(visible_text)
         frame = frame.assign(**{STRIPPED: stripped})
     index_columns = [ROW] + [c for c in dict.fromkeys([text, label]) if c in frame.columns]
     return Batch(frame=frame, file=file, index_columns=index_columns)

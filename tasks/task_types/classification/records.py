@@ -59,6 +59,22 @@ def require_columns(frame: pd.DataFrame, cfg: DataConfig) -> None:
             raise DataError(f"{source}: column '{column}' ({key}) not found; columns are: {found}")
 
 
+def require_flat_values(frame: pd.DataFrame, cfg: DataConfig) -> None:
+    """Fail on the first nested value (a Parquet struct or list, a JSON object) in the text or label
+    column, with its file, row and params key: str() of it would train on "{'body': ...}"."""
+    for key, column in (("data.text_column", cfg.text_column), ("data.label_column", cfg.label_column)):
+        if column not in frame.columns:
+            continue
+        nested = frame[column].map(lambda v: isinstance(v, dict | list | tuple) or hasattr(v, "__array__"))
+        if nested.any():
+            row = frame.loc[nested.idxmax()]
+            kind = type(row[column]).__name__
+            raise DataError(
+                f"{row['source_file']}:{row['source_row']}: column '{column}' ({key}) holds a nested value "
+                f"({kind}), not text; flatten it or point {key} at a text field"
+            )
+
+
 def _normalise(frame: pd.DataFrame, cfg: DataConfig, label2id: dict[str, int]) -> pd.DataFrame:
     require_columns(frame, cfg)
     labels = frame[cfg.label_column].map(as_label)

@@ -29,10 +29,12 @@ class ClassificationTask(TaskType):
     champion_metrics = ("accuracy", "f1_macro")
 
     def validate(self, frames: dict[str, pd.DataFrame], params: Params) -> ValidationResult:
-        from tasks.task_types.classification.records import label_names, normalise_labels
+        from tasks.task_types.classification.records import label_names, normalise_labels, require_flat_values
         from tasks.task_types.classification.validation import validate_frames
 
         data = params.data
+        for frame in frames.values():
+            require_flat_values(frame, data)
         frames = normalise_labels(frames, data.label_column)
         known = (
             label_names(frames["train"][data.label_column], Path(data.labels_path))

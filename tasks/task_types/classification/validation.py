@@ -83,7 +83,8 @@ def _file_checks(
                f"text stripped of blanks must have at least {cfg.min_text_length} characters "
                "(validate.min_text_length)",
                Limit("validate.min_text_length", cfg.min_text_length,
-                     "{count} texts ({share}) are shorter than {key} = {value} characters after strip(); "
+                     "{count} texts ({share}) are shorter than {key} = {value} characters without blanks and "
+                     "invisible characters; "
                      "fill in or drop those rows, or lower the limit")),
             # runaway rows: usually a broken quote that swallowed the following lines
             on("text_not_too_long", text,
