@@ -11,6 +11,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -42,11 +43,14 @@ def _decode_utf8(path: Path) -> str:
         ) from None
 
 
-def _require_unique_header(path: Path, text: str, sep: str, quoting: int) -> None:
-    """pandas renames a repeated column (`label`, `label.1`): which one holds the data is a guess."""
+def _require_unique_header(path: Path, text: str, sep: str, quoting: Literal[0, 1, 2, 3]) -> None:
+    """pandas renames a repeated column (`label`, `label.1`): which one holds the data is a guess.
+    Unnamed columns (trailing separators) are left to pandas, which names them apart."""
+    if len(sep) != 1:  # a regex separator: pandas' own parsing decides
+        return
     header = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
     seen = [name.strip() for name in header]
-    repeated = sorted({name for name in seen if seen.count(name) > 1})
+    repeated = sorted({name for name in seen if name and seen.count(name) > 1})
     if repeated:
         name = repeated[0]
         raise DataError(
@@ -56,7 +60,7 @@ def _require_unique_header(path: Path, text: str, sep: str, quoting: int) -> Non
 
 
 def _read_delimited(path: Path, text: str, sep: str) -> pd.DataFrame:
-    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     _require_unique_header(path, text, sep, quoting)
     try:
         return pd.read_csv(
