@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -81,13 +82,18 @@ class Target:
 
 
 def submit_flow_runs(target: Target, params: Path, workdirs: list[Path], max_steps: int) -> list[str]:
-    """Create one flow run per workdir on the deployment, all at once; their ids."""
+    """Create one flow run per workdir on the deployment, all at once; their ids.
+
+    Each run trains with its own seed, as a team's queue holds different trainings: the same
+    inputs twice would train once and register once (the second run finds its weights registered).
+    """
     deployment = httpx.get(f"{target.prefect_api}/deployments/name/{DEPLOYMENT}", timeout=30).json()
     ids = []
     for workdir in workdirs:
+        seed = 42 + zlib.crc32(workdir.name.encode()) % 10_000  # distinct per run, stable per name
         parameters = {
             "params_path": str(params),
-            "overrides": {"train.max_steps": max_steps},
+            "overrides": {"train.max_steps": max_steps, "train.seed": seed},
             "workdir": str(workdir),
         }
         response = httpx.post(

@@ -43,16 +43,16 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(output_dir.with_name(f"{output_dir.name}.lock"))):
         reused = reuse_trained(output_dir, layout, params.train)
-        if reused is None and params.train.distributed.launcher != "none":
-            summary = train_launched(params, layout, output_dir)  # torchrun's or Ray's ranks
-            keep_trained(output_dir, layout)
-        elif reused is None:
-            labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
-            trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
-            summary.update(task_type.save_model(trainer, model_dir, layout))
-            summary["checkpoint_key"] = output_dir.name  # a registered version's: kept by `refinery gc`
-            write_history(trainer, summary, layout)
-            plot_training_curve(layout.train_history, layout.training_curve_png)
+        if reused is None:
+            if params.train.distributed.launcher != "none":  # torchrun's or Ray's ranks; rank 0 writes
+                summary = train_launched(params, layout, output_dir)
+            else:
+                labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
+                trainer, summary = task_type.train(tokenized, model_dir, labels, params, output_dir)
+                summary.update(task_type.save_model(trainer, model_dir, layout))
+                summary["checkpoint_key"] = output_dir.name  # a registered version's: kept by `refinery gc`
+                write_history(trainer, summary, layout)
+            plot_training_curve(layout.train_history, layout.training_curve_png)  # before keep_trained
             keep_trained(output_dir, layout)
         elif not layout.training_curve_png.is_file():  # a training kept before its curve was
             plot_training_curve(layout.train_history, layout.training_curve_png)

@@ -39,6 +39,7 @@ def train_rank(params_path: str, workdir: str, output_dir: str) -> None:
     trainer, summary = task_type.train(tokenized, model_dir, labels, params, Path(output_dir))
     if trainer.is_world_process_zero():
         summary.update(task_type.save_model(trainer, model_dir, layout))
+        summary["checkpoint_key"] = Path(output_dir).name  # a registered version's: kept by `refinery gc`
         write_history(trainer, summary, layout)
 
 
