@@ -94,7 +94,35 @@ def up(stack: Stack, env: Mapping[str, str] = os.environ, only: set[str] | None 
             waiting.append((service, record))
         for service, record in waiting:
             _wait_ready(stack, service, record)
+    if "prefect" in started:
+        release_leaked_slots(stack)
     return started
+
+
+def release_leaked_slots(stack: Stack) -> None:
+    """Zero the training limit's occupied slots after the Prefect server (re)starts.
+
+    Prefect keeps concurrency leases in the server's memory (its default lease storage) and the
+    occupied-slot count in the database: a run that held the slot when the server went away leaves
+    a count no lease will ever give back, and every later training would wait for it forever. A
+    server that has just started holds no lease, so every counted slot is such a leftover.
+    """
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+
+    from flows.finetune import TRAINING_LIMIT
+
+    url = f"{stack.prefect_api_url}/v2/concurrency_limits/{TRAINING_LIMIT}"
+    request = Request(url, data=b'{"active_slots": 0}', method="PATCH",
+                      headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urlopen(request, timeout=30):
+            pass
+    except HTTPError as err:
+        if err.code != 404:  # 404: not created yet (the deployments service creates it at 0)
+            raise StackError(f"prefect: could not release the '{TRAINING_LIMIT}' slots ({err})") from None
+    except URLError as err:
+        raise StackError(f"prefect: could not release the '{TRAINING_LIMIT}' slots ({err.reason})") from None
 
 
 def _start(stack: Stack, service: Service, env: Mapping[str, str]) -> ProcessRecord:
