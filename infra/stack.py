@@ -113,16 +113,27 @@ def release_leaked_slots(stack: Stack) -> None:
     from flows.finetune import TRAINING_LIMIT
 
     url = f"{stack.prefect_api_url}/v2/concurrency_limits/{TRAINING_LIMIT}"
-    request = Request(url, data=b'{"active_slots": 0}', method="PATCH",
-                      headers={"Content-Type": "application/json"})  # fmt: skip
-    try:
-        with urlopen(request, timeout=30):
-            pass
-    except HTTPError as err:
-        if err.code != 404:  # 404: not created yet (the deployments service creates it at 0)
-            raise StackError(f"prefect: could not release the '{TRAINING_LIMIT}' slots ({err})") from None
-    except URLError as err:
-        raise StackError(f"prefect: could not release the '{TRAINING_LIMIT}' slots ({err.reason})") from None
+    deadline = time.monotonic() + 120  # a server just up may answer 503 while it warms up
+    while True:
+        request = Request(url, data=b'{"active_slots": 0}', method="PATCH",
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urlopen(request, timeout=30):
+                return
+        except HTTPError as err:
+            if err.code == 404:  # not created yet: the deployments service creates it with 0 in use
+                return
+            problem = f"{err.code} {err.reason}: {err.read()[:200]!r}"
+            if err.code < 500 or time.monotonic() > deadline:
+                raise StackError(
+                    f"prefect: could not release the '{TRAINING_LIMIT}' slots ({problem})"
+                ) from None
+        except URLError as err:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"prefect: could not release the '{TRAINING_LIMIT}' slots ({err.reason})"
+                ) from None
+        time.sleep(2.0)
 
 
 def _start(stack: Stack, service: Service, env: Mapping[str, str]) -> ProcessRecord:

@@ -109,6 +109,10 @@ def test_a_prefect_server_restart_during_training_loses_nothing_and_registers_on
     assert match, output[-3000:]
     state = _final_state(stack, match.group(1))
     if state != "COMPLETED":  # crashed with the server: the same run again resumes
+        # Prefect's serve process does not recover its polling after losing the server
+        # (NoEventLoopError in its log): the operator restarts it, as `make down/up` would
+        down(stack, only={"deployments"})
+        up(stack, env, only={"deployments"})
         again = _deployment_run(env, params, workdir)
         rerun = again.communicate(timeout=900)[0]
         assert again.returncode == 0, rerun[-3000:]
