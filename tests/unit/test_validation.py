@@ -188,7 +188,7 @@ def test_failure_message_is_one_line_naming_every_failure_and_capping_rows() -> 
     assert "\n" not in message
     assert message.startswith(
         "data validation failed: text_not_empty on data/train.csv column 'text': 3 texts (33.3 %) are "
-        "shorter than validate.min_text_length = 1 characters after strip(); "
+        "shorter than validate.min_text_length = 1 characters without blanks and invisible characters; "
     )
     assert "data/train.csv:3 '\\t\\n'; data/train.csv:5 '\\t\\n'; ... 1 more)" in message
     assert (
