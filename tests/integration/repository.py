@@ -54,3 +54,26 @@ def dvc(repo: Path, *args: str) -> str:
 
 def stages_ran(output: str) -> list[str]:
     return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
+
+
+def tiny_repository(target: Path, tiny_base_model: Path, max_steps: int) -> tuple[Path, Path]:
+    """A copy of the repository whose params.yaml trains the tiny model on a BANKING77 sample for
+    `max_steps`, with caches and the MLflow store inside it, committed; the copy and its params."""
+    import yaml
+
+    from tests.integration.conftest import banking_sample, tiny_params
+
+    repo = copy_repository(target)
+    sample = repo / "sample.csv"
+    banking_sample().to_csv(sample, index=False)
+    params_file = tiny_params(repo, tiny_base_model, sample)
+    raw = yaml.safe_load(params_file.read_text())
+    raw["train"]["max_steps"] = max_steps
+    raw["tokenize"]["cache_dir"] = ".cache/refinery/tokenized"
+    raw["train"]["checkpoint_dir"] = ".cache/refinery/checkpoints"
+    raw["register"]["tracking_uri"] = "sqlite:///mlflow.db"
+    params_file.write_text(yaml.safe_dump(raw))
+    subprocess.run(
+        ["git", "commit", "-qam", "tiny params"], cwd=repo, check=True, env={**os.environ, **git_identity()}
+    )
+    return repo, params_file

@@ -4,35 +4,20 @@ in a temporary copy of the repository (as tests/integration/test_dvc_pipeline.py
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.integration.conftest import banking_sample, tiny_params
-from tests.integration.repository import copy_repository, dvc, git_identity
+from tests.integration.repository import dvc, tiny_repository
 
 # two full pipeline runs through DVC's queue worker: minutes on a quiet machine, more on a busy one
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def test_dvc_queues_a_small_grid_runs_it_and_shows_the_metrics(tmp_path: Path, tiny_base_model: Path) -> None:
-    repo = copy_repository(tmp_path / "repo")
-    sample = repo / "sample.csv"
-    banking_sample().to_csv(sample, index=False)
-    params_file = tiny_params(repo, tiny_base_model, sample)
-    raw = yaml.safe_load(params_file.read_text())
-    raw["train"]["max_steps"] = 4
-    raw["tokenize"]["cache_dir"] = ".cache/refinery/tokenized"
-    raw["train"]["checkpoint_dir"] = ".cache/refinery/checkpoints"
-    raw["register"]["tracking_uri"] = "sqlite:///mlflow.db"
-    params_file.write_text(yaml.safe_dump(raw))
-    subprocess.run(
-        ["git", "commit", "-qam", "tiny params"], cwd=repo, check=True, env={**os.environ, **git_identity()}
-    )
+    repo, _ = tiny_repository(tmp_path / "repo", tiny_base_model, max_steps=4)
 
     for rate in ("0.001", "0.01"):
         dvc(repo, "exp", "run", "--queue", "-S", f"train.learning_rate={rate}")

@@ -10,26 +10,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.integration.conftest import banking_sample, tiny_params
-from tests.integration.repository import STAGES, copy_repository, dvc, git_identity, stages_ran
+from tests.integration.repository import STAGES, dvc, git_identity, stages_ran, tiny_repository
 
 pytestmark = pytest.mark.integration
 
 
 def test_dvc_repro_runs_each_stage_once_then_only_what_changed(tmp_path: Path, tiny_base_model: Path) -> None:
-    repo = copy_repository(tmp_path / "repo")
-    sample = repo / "sample.csv"
-    banking_sample().to_csv(sample, index=False)
-    params_file = tiny_params(repo, tiny_base_model, sample)
-    raw = yaml.safe_load(params_file.read_text())
-    raw["train"]["max_steps"] = 6
-    raw["tokenize"]["cache_dir"] = ".cache/refinery/tokenized"
-    raw["train"]["checkpoint_dir"] = ".cache/refinery/checkpoints"
-    raw["register"]["tracking_uri"] = "sqlite:///mlflow.db"
-    params_file.write_text(yaml.safe_dump(raw))
-    subprocess.run(
-        ["git", "commit", "-qam", "tiny params"], cwd=repo, check=True, env={**os.environ, **git_identity()}
-    )
+    repo, params_file = tiny_repository(tmp_path / "repo", tiny_base_model, max_steps=6)
 
     assert stages_ran(dvc(repo, "repro")) == STAGES
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
@@ -53,6 +40,7 @@ def test_dvc_repro_runs_each_stage_once_then_only_what_changed(tmp_path: Path, t
         ["git", "commit", "-qm", "first run"], cwd=repo, check=True, env={**os.environ, **git_identity()}
     )
 
+    raw = yaml.safe_load(params_file.read_text())
     raw["gate"]["thresholds"]["accuracy"] = 0.01
     params_file.write_text(yaml.safe_dump(raw))
     assert stages_ran(dvc(repo, "repro")) == ["gate", "register"]
