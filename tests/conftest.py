@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri() -> Iterator[None]:
+    """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI: a test that calls it must not point
+    every later test (and every subprocess they start) at its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") == before:
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(before)  # None unsets the variable too
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)

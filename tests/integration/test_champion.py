@@ -35,6 +35,7 @@ class History:
     uri: str
     results: dict[str, dict[str, Any]]
     refused: str  # the GateFailed message of the third run
+    base_model: Path
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def history(tmp_path_factory: pytest.TempPathFactory, tiny_base_model: Path) -> 
         results["v2"] = run("v2", TRAINED)
         with pytest.raises(GateFailed) as refused:
             run("worse", ONE_STEP)
-        yield History(root, f"sqlite:///{root / 'mlflow.db'}", results, str(refused.value))
+        yield History(root, f"sqlite:///{root / 'mlflow.db'}", results, str(refused.value), tiny_base_model)
 
 
 def aliases(uri: str) -> dict[str, str]:
@@ -95,9 +96,7 @@ def test_a_better_challenger_is_promoted_with_evidence_and_lineage(history: Hist
     assert tags["gate.report"] == f"runs:/{version.run_id}/gate_report.md"
     assert tags["mlflow_run_id"] == version.run_id and tags["validation"].startswith("passed: ")
     assert len(tags["base_model_hash"]) == 64 and len(tags["tokenizer_fingerprint"]) == 64
-    assert tags["base_model"] == str(history.root.parent / "tiny-base0") or tags["base_model"].endswith(
-        "tiny-base0"
-    )
+    assert tags["base_model"] == str(history.base_model)
     assert tags["prefect_flow_run_id"] != "none" and tags["promoted_from"] == "1"
     assert (
         version.description.startswith(f"# Model card: {MODEL}") and "## Gate: passed" in version.description
