@@ -238,15 +238,28 @@ def _note_sqlite_left_behind(stack: Stack) -> None:
         )
 
 
+def _services(stack: Stack, given: str) -> set[str] | None:
+    """`--only prefect,mlflow` as service names; None (every service) when empty."""
+    names = {name.strip() for name in given.split(",") if name.strip()}
+    known = [service.name for service in _every_service(stack)]
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise RefineryError(f"ONLY: unknown service(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names or None
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m infra.stack up|down|ui|status`."""
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "ui", "status"])
+    parser.add_argument(
+        "--only", default="", help="up: these services only, comma-separated (make up ONLY=...)"
+    )
     args = parser.parse_args(argv)
     try:
         stack = Stack.from_env()
         if args.command == "up":
-            started = up(stack)
+            started = up(stack, only=_services(stack, args.only))
             print(f"started: {', '.join(started)}" if started else "already running: nothing started")
             _print_ui(stack)
             _note_sqlite_left_behind(stack)

@@ -37,6 +37,6 @@ def _no_leaked_tracking_uri() -> Iterator[None]:
         return
     import mlflow
 
-    mlflow.set_tracking_uri(before)  # None unsets the variable too
+    mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None: MLflow unsets it and the variable
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)

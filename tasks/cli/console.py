@@ -38,7 +38,16 @@ def _train_figure(summary: dict[str, Any]) -> str:
     best = [f"best validation {k.removeprefix('best_validation_')} {v:.4f}"
             for k, v in summary.items() if k.startswith("best_validation_")]  # fmt: skip
     speed = f"{summary.get('train_samples_per_second', 0.0):.1f} samples/s"
-    return ", ".join([f"{summary.get('global_steps', 0)} steps", speed, *best])
+    return ", ".join([f"{summary.get('global_steps', 0)} steps", *_resumption(summary), speed, *best])
+
+
+def _resumption(summary: dict[str, Any]) -> list[str]:
+    """Where an interrupted training went on from, and the unusable checkpoints it skipped."""
+    skipped = int(summary.get("checkpoints_skipped") or 0)
+    unusable = f" ({skipped} newer checkpoint(s) unusable, removed: see run.log)" if skipped else ""
+    if summary.get("resumed"):
+        return [f"resumed from {summary.get('resumed_from') or 'a checkpoint'}{unusable}"]
+    return [f"started afresh{unusable}"] if skipped else []
 
 
 def _compare_figure(result: dict[str, Any]) -> str:

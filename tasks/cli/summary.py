@@ -26,6 +26,10 @@ def training_line(training: dict[str, Any] | None) -> str:
         return "reused: a finished training with the same key (train.reuse_trained); nothing was trained"
     steps = training.get("global_steps")
     line = f"trained in this run ({steps} steps)" if steps is not None else "trained in this run"
+    if training.get("resumed"):
+        line += f", resumed from {training.get('resumed_from') or 'a checkpoint'} of an interrupted run"
+    if training.get("checkpoints_skipped"):
+        line += f"; {training['checkpoints_skipped']} unusable checkpoint(s) skipped (run.log says why)"
     if training.get("validation_examples") == 0:
         line += "; no validation split (data.validation_fraction): no evaluation or early stopping"
     return line

@@ -28,6 +28,8 @@ from tasks.sweeps.space import Dimension, parse_space, searches_tokenization, wi
 from tasks.sweeps.study import OWNER_ATTR, counted, fail_interrupted, interrupted_trials, open_study, own_name
 from tasks.sweeps.tracking import CHILD_ATTR, SweepTracking
 from tasks.sweeps.trial import PruningReport, run_trial, seal_test_split
+from tasks.training.accelerator_state import shared_accelerator_state
+from tasks.training.arguments import resolved_precision
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,16 @@ def cores_split(parallel: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def _one_state_for_threads(params: Params) -> Iterator[None]:
+    """Trials in threads share accelerate's process-wide state (see `shared_accelerator_state`)."""
+    if params.sweep.parallel < 2:
+        yield
+        return
+    with shared_accelerator_state(resolved_precision(params.train)):
+        yield
 
 
 def _objective(
@@ -118,7 +130,7 @@ def run_search(
     remaining = max(0, params.sweep.trials - counted(study))
     log.info("sweep %s: %d trial(s) to run of %d", study_name, remaining, params.sweep.trials)
     if remaining:
-        with cores_split(params.sweep.parallel):
+        with cores_split(params.sweep.parallel), _one_state_for_threads(params):
             study.optimize(
                 _objective(params, layout, dimensions, tracking, parent, callbacks or []),
                 n_trials=remaining,

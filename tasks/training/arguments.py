@@ -18,6 +18,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArgumen
 
 from tasks.core.config import DistributedConfig, TrainConfig
 from tasks.core.errors import ConfigError
+from tasks.training.accelerator_state import configured_state_values
 
 log = logging.getLogger(__name__)
 
@@ -163,4 +164,5 @@ def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -
         report_to="none",
         disable_tqdm=not cfg.progress_bars,
         **distributed_values(cfg.distributed, cuda),
+        **configured_state_values(),
     )

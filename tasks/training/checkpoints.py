@@ -100,6 +100,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "global_steps": int(trainer.state.global_step),
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "resumed": resume_from is not None,
+        "resumed_from": last.name if last is not None else None,
         "checkpoints_skipped": len(skipped),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
         "hardware": hardware_description(),

@@ -69,7 +69,7 @@ def _deployment_id(team: TeamStack) -> str:
     return str(httpx.get(f"{team.stack.prefect_api_url}/deployments/name/finetune/banking77").json()["id"])
 
 
-def _backup_destroy_restore(team: TeamStack, data: list[Path]) -> None:
+def _backup_destroy_restore(team: TeamStack, data: list[Path], *up: str) -> None:
     backup = team.home / f"backup-{team.stack.db}"
     team.make("backup", f"DIR={backup}", f"DB={team.stack.db}")
     team.make("down")
@@ -77,7 +77,7 @@ def _backup_destroy_restore(team: TeamStack, data: list[Path]) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     done = team.make("restore", f"DIR={backup}")
     assert f"make up DB={team.stack.db}" in done.stdout
-    team.make("up", f"DB={team.stack.db}")
+    team.make("up", f"DB={team.stack.db}", *up)
 
 
 def test_backup_restore_on_postgres(stack_up: TeamStack, tmp_path: Path) -> None:
@@ -107,12 +107,13 @@ def sqlite_stack(team_stack: TeamStack) -> Iterator[TeamStack]:
 
 
 def test_sqlite_stack_backs_up_and_restores_too(sqlite_stack: TeamStack, tmp_path: Path) -> None:
-    sqlite_stack.make("up", "DB=sqlite")
+    servers = "ONLY=prefect,mlflow"  # the two SQLite stores; the served deployments and worker add nothing
+    sqlite_stack.make("up", "DB=sqlite", servers)
     assert not (sqlite_stack.stack.root / "postgres.pid").exists()  # DB=sqlite: today's stack
     assert all(path.is_file() for path in sqlite_stack.stack.sqlite_files.values())
     client = MlflowClient(tracking_uri=sqlite_stack.stack.mlflow_url)
     register_versions(client, tmp_path)
     before = registry_state(client, tmp_path / "before")
     data = [*sqlite_stack.stack.sqlite_files.values(), sqlite_stack.stack.artifacts_dir]
-    _backup_destroy_restore(sqlite_stack, data)
+    _backup_destroy_restore(sqlite_stack, data, servers)
     assert registry_state(client, tmp_path / "after") == before

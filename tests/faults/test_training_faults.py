@@ -107,6 +107,31 @@ def _same_tensors(left: dict[str, object], right: dict[str, object]) -> list[str
     return [name for name in left if not torch.equal(left[name], right[name])]  # type: ignore[arg-type]
 
 
+def _killed_after_checkpoints(
+    started: list[subprocess.Popen[str]], root: Path, params: Path, checkpoints_wanted: int
+) -> tuple[Path, list[int]]:
+    """Start `refinery run`, SIGKILL its process group once `checkpoints_wanted` checkpoints are
+    saved; the checkpoint folder and the steps of the saved checkpoints."""
+    first = _refinery_run(started, root, params, root / "run")
+    checkpoints = root / "cache" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while (
+        len(list(_checkpoint_folder(checkpoints).glob(f"checkpoint-*/{SAVED_MARKER}"))) < checkpoints_wanted
+    ):
+        assert first.poll() is None, (
+            f"ended before {checkpoints_wanted} checkpoints:\n{first.communicate()[0][-3000:]}"
+        )
+        assert time.monotonic() < deadline, f"not {checkpoints_wanted} checkpoints in 600 s"
+        time.sleep(0.005)
+    os.killpg(first.pid, signal.SIGKILL)  # the run and its local Prefect API, mid-training
+    first.wait(timeout=60)
+    output_dir = _checkpoint_folder(checkpoints)
+    kept = sorted(int(p.parent.name.split("-")[1]) for p in output_dir.glob(f"checkpoint-*/{SAVED_MARKER}"))
+    assert first.returncode == -signal.SIGKILL and not (output_dir / COMPLETE_MARKER).exists()
+    assert len(kept) >= checkpoints_wanted and max(kept) < TRAIN["max_steps"], kept
+    return output_dir, kept
+
+
 def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     tmp_path: Path, base_model: Path, train_csv: Path, started: list[subprocess.Popen[str]]
 ) -> None:
@@ -118,19 +143,7 @@ def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     began = time.monotonic()
     reference = _refinery_run(started, reference_root, params[reference_root], reference_root / "run")
 
-    first = _refinery_run(started, killed_root, params[killed_root], killed_root / "run")
-    checkpoints = killed_root / "cache" / "checkpoints"
-    deadline = time.monotonic() + 600
-    while not list(_checkpoint_folder(checkpoints).glob(f"checkpoint-*/{SAVED_MARKER}")):
-        assert first.poll() is None, f"ended before its first checkpoint:\n{first.communicate()[0][-3000:]}"
-        assert time.monotonic() < deadline, "no checkpoint in 600 s"
-        time.sleep(0.005)
-    os.killpg(first.pid, signal.SIGKILL)  # the run and its local Prefect API, mid-training
-    first.wait(timeout=60)
-    output_dir = _checkpoint_folder(checkpoints)
-    kept = sorted(int(p.parent.name.split("-")[1]) for p in output_dir.glob(f"checkpoint-*/{SAVED_MARKER}"))
-    assert first.returncode == -signal.SIGKILL and not (output_dir / COMPLETE_MARKER).exists()
-    assert kept and max(kept) < TRAIN["max_steps"], kept
+    output_dir, _ = _killed_after_checkpoints(started, killed_root, params[killed_root], 1)
 
     again = _finished(_refinery_run(started, killed_root, params[killed_root], killed_root / "run"))
     _finished(reference)
@@ -167,3 +180,29 @@ def test_two_runs_with_the_same_inputs_at_once_train_once_and_register_once(
     assert sum("version 1 of tiny-intent already holds these weights" in out for out in outputs) == 1, outputs
     registrations = [json.loads((w / "registration.json").read_text(encoding="utf-8")) for w in workdirs]
     assert {r["version"] for r in registrations} == {"1"}
+
+
+def test_a_cut_last_checkpoint_is_skipped_with_a_warning_and_the_one_before_resumed(
+    tmp_path: Path, base_model: Path, train_csv: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """Fault case 7: the newest checkpoint's weights file cut short (as a full disk or a kill in the
+    middle of the write leaves it): the rerun says so, resumes from the checkpoint before it and
+    finishes; one version."""
+    params = tiny_params(tmp_path, base_model, train_csv, train=TRAIN)
+    output_dir, kept = _killed_after_checkpoints(started, tmp_path, params, 2)
+    newest, before = output_dir / f"checkpoint-{kept[-1]}", kept[-2]
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    again = _finished(_refinery_run(started, tmp_path, params, tmp_path / "run"))
+    resumed = f"{TRAIN['max_steps']} steps, resumed from checkpoint-{before} ("  # and how many were skipped
+    assert resumed in again and "newer checkpoint(s) unusable, removed: see run.log)" in again, again[-3000:]
+    log = (tmp_path / "run" / "run.log").read_text(encoding="utf-8")
+    cut = f"{newest.name} not used for resuming: model.safetensors cannot be read"
+    assert cut in log and f"; resuming from checkpoint-{before}" in log, log[-3000:]
+    summary = json.loads((tmp_path / "run" / "train" / "metrics.json").read_text(encoding="utf-8"))
+    assert summary["resumed_from"] == f"checkpoint-{before}" and summary["checkpoints_skipped"] >= 1, summary
+    assert summary["global_steps"] == TRAIN["max_steps"], summary
+    for checkpoint in output_dir.glob("checkpoint-*"):  # the cut one was removed, then saved again whole
+        assert (checkpoint / SAVED_MARKER).is_file(), f"{checkpoint} was not completely written"
+    assert _versions(f"sqlite:///{tmp_path / 'mlflow.db'}") == ["1"]

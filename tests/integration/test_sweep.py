@@ -204,3 +204,30 @@ def test_parallel_trials_share_one_study(tmp_path: Path, tiny_base_model: Path, 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     children = _children(client, found.parent_run_id)
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+
+
+def test_parallel_trials_keep_accelerates_state_while_another_trial_starts(
+    tmp_path: Path, tiny_base_model: Path
+) -> None:
+    """What failed one parallel trial in three on a loaded machine: a second trial's
+    `TrainingArguments` reset accelerate's process-wide state under the first one's Trainer."""
+    from transformers import AutoModelForSequenceClassification, Trainer
+
+    from tasks.core.config import TrainConfig
+    from tasks.training.accelerator_state import shared_accelerator_state
+    from tasks.training.arguments import training_arguments
+
+    cfg = TrainConfig(base_model=str(tiny_base_model), max_steps=1, progress_bars=False)
+
+    def first_trial_then_a_second_starts(name: str) -> Trainer:
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_base_model, num_labels=2)
+        trainer = Trainer(model=model, args=training_arguments(cfg, tmp_path / name / "a", evaluate=False))
+        assert training_arguments(cfg, tmp_path / name / "b", evaluate=False).device.type == "cpu"
+        return trainer
+
+    with shared_accelerator_state("fp32"):
+        running = first_trial_then_a_second_starts("shared")
+        assert str(running.accelerator.state.distributed_type) == "DistributedType.NO"
+    unshared = first_trial_then_a_second_starts("unshared")  # without it, the state is gone
+    with pytest.raises(AttributeError, match="distributed_type"):
+        _ = unshared.accelerator.state.distributed_type

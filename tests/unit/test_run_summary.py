@@ -80,3 +80,24 @@ def test_run_directories_started_in_the_same_instant_are_distinct(
     assert len(set(made)) == 8 and all(path.is_dir() for path in made)
     assert sorted(p.name for p in made)[0] == "20261125T120000.000000Z"
     assert new_run_dir(tmp_path, "reproduce-m-v1-").name.startswith("reproduce-m-v1-20261125T120000")
+
+
+def test_a_resumed_training_says_from_where_and_what_it_skipped() -> None:
+    from tasks.cli.console import _train_figure
+    from tasks.cli.summary import training_line
+
+    resumed = {"global_steps": 60, "resumed": True, "resumed_from": "checkpoint-6", "checkpoints_skipped": 1,
+               "train_samples_per_second": 200.0}  # fmt: skip
+    assert _train_figure(resumed) == (
+        "60 steps, resumed from checkpoint-6 (1 newer checkpoint(s) unusable, removed: see run.log), "
+        "200.0 samples/s"
+    )
+    assert training_line(resumed) == (
+        "trained in this run (60 steps), resumed from checkpoint-6 of an interrupted run; "
+        "1 unusable checkpoint(s) skipped (run.log says why)"
+    )
+    afresh = {**resumed, "resumed": False, "resumed_from": None}
+    assert _train_figure(afresh).startswith("60 steps, started afresh (1 newer checkpoint(s) unusable")
+    assert (
+        _train_figure({"global_steps": 60, "train_samples_per_second": 200.0}) == "60 steps, 200.0 samples/s"
+    )

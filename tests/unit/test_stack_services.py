@@ -85,3 +85,16 @@ def test_ray_1_adds_a_ray_head_on_localhost_that_down_also_knows(tmp_path: Path)
     assert "ray" in {s.name for s in _every_service(stack)}  # `make down` stops it without RAY=1
     worker = _env_of(stack, {}, "worker")
     assert worker["PREFECT_API_URL"] == stack.prefect_api_url
+
+
+def test_make_up_only_refuses_an_unknown_service_in_one_line_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.stack import main
+
+    monkeypatch.setenv("REFINERY_STACK_DIR", str(tmp_path / "stack"))
+    monkeypatch.setenv("REFINERY_DB", "sqlite")
+    assert main(["up", "--only", "mlflow,prefetc"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ONLY: unknown service(s) prefetc; choose from ") and "\n" not in error
+    assert "mlflow" in error and not (tmp_path / "stack").exists()
