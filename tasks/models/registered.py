@@ -154,20 +154,22 @@ def _download(base: RegisteredBase, store: str, staging: Path) -> None:
             for path in tokenizer.iterdir() if tokenizer.is_dir() else []:
                 shutil.copy2(path, staging / path.name)
         elif (files / "artifacts" / "adapter").is_dir():  # a LoRA adapter over a base model
-            _merge_adapter(files, staging)
+            _merge_adapter(base, files, staging)
         else:
             raise _error(base.uri, f"version {base.version} holds no transformers model or adapter")
     finally:
         shutil.rmtree(download, ignore_errors=True)
 
 
-def _merge_adapter(files: Path, staging: Path) -> None:
+def _merge_adapter(base: RegisteredBase, files: Path, staging: Path) -> None:
     """The adapter merged into the base model its version names, saved with the base's tokenizer."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     mlmodel = yaml.safe_load((files / "MLmodel").read_text(encoding="utf-8"))
-    base_dir = str(mlmodel["flavors"]["python_function"]["model_config"]["base_model"])
+    base_dir = str(mlmodel["flavors"]["python_function"]["config"]["base_model"])  # its model_config
+    if not Path(base_dir).is_dir():
+        raise _error(base.uri, f"version {base.version} is an adapter over {base_dir}, not on this machine")
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     merged = PeftModel.from_pretrained(model, str(files / "artifacts" / "adapter")).merge_and_unload()
     merged.save_pretrained(str(staging), safe_serialization=True)
