@@ -128,12 +128,18 @@ def render_model_card(
         if decision.passed
         else "not registered: the gate failed"
     )
+    started_from = (
+        f"\n- Continued from registered version `{lineage.base_model_version}` "
+        "(its own card names the model it started from)"
+        if lineage.base_model_version
+        else ""
+    )
     return f"""# Model card: {reg.model_name}
 
 {summary}
 
 ## Base model
-{base_model_line(params.train.base_model, facts.base_license)}
+{base_model_line(params.train.base_model, facts.base_license)}{started_from}
 - Weights hash: `{lineage.base_model_hash}`
 
 ## Data

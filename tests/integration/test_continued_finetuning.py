@@ -87,6 +87,8 @@ def test_the_new_version_names_the_version_it_started_from(chain: Chain) -> None
     assert tags["base_model"] == FROM_CHAMPION and tags["base_model_version"] == f"{MODEL}/1"
     assert tags["base_model_hash"] == weights_fingerprint(base)
     assert tags["tokenizer_fingerprint"] == tokenizer_fingerprint(base)  # tokenized with v1's tokenizer
+    card = RunLayout(chain.root / "continued").model_card.read_text()
+    assert f"- `{FROM_CHAMPION}`: " in card and f"Continued from registered version `{MODEL}/1`" in card
 
 
 def test_explain_shows_the_chain_across_versions(
