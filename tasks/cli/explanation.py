@@ -29,6 +29,7 @@ CHAIN = (
     ("tokenizer fingerprint", "tokenizer_fingerprint"),
     ("params hash", "params_hash"),
     ("base model", "base_model"),
+    ("base model version", "base_model_version"),
     ("base model weights (sha256)", "base_model_hash"),
     ("MLflow run", "mlflow_run_id"),
     ("Prefect flow run", "prefect_flow_run_id"),
@@ -59,6 +60,22 @@ def resolve(client: MlflowClient, reference: str) -> ModelVersion:
         raise RegistryLookupError(f"model '{name}' has no version {version}") from None
 
 
+def ancestry(client: MlflowClient, version: ModelVersion, limit: int = 20) -> str:
+    """`NAME/N <- started from NAME/M <- ... <- base model X`, following `base_model_version` tags."""
+    steps, tags, seen = [f"{version.name}/{version.version}"], dict(version.tags), set()
+    while (parent := tags.get("base_model_version")) and parent not in seen and len(steps) < limit:
+        seen.add(parent)
+        steps.append(f"started from {parent}")
+        name, _, number = parent.rpartition("/")
+        try:
+            tags = dict(client.get_model_version(name, number).tags)
+        except MlflowException:
+            steps.append("(not in this store)")
+            return " <- ".join(steps)
+    steps.append(f"base model {tags.get('base_model', '-')}")
+    return " <- ".join(steps)
+
+
 def gate_report_text(version: ModelVersion) -> str | None:
     """The markdown gate report logged with the version's run, or None (older versions)."""
     uri = version.tags.get("gate.report") or f"runs:/{version.run_id}/gate_report.md"
@@ -74,7 +91,8 @@ def explain(client: MlflowClient, reference: str) -> str:
     name, number, tags = version.name, str(version.version), dict(version.tags)
     held = sorted(alias for alias, v in aliases_of(registered_model(client, name)).items() if v == number)
     tags.setdefault("mlflow_run_id", str(version.run_id))
-    lines = [f"{name} version {number} (aliases: {', '.join(held) or 'none'})", "", "Lineage:"]
+    lines = [f"{name} version {number} (aliases: {', '.join(held) or 'none'})", ""]
+    lines += [f"Chain: {ancestry(client, version)}", "", "Lineage:"]
     width = max(len(label) for label, _ in CHAIN)
     lines += [f"  {label:<{width}}  {tags.get(key, '-')}" for label, key in CHAIN]
     lines.append(f"  {'params':<{width}}  runs:/{version.run_id}/params.yaml")

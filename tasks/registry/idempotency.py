@@ -19,11 +19,11 @@ from tasks.core.hashing import fingerprint_files
 from tasks.core.layout import RunLayout
 from tasks.lineage.record import Lineage
 from tasks.models.base_models import weights_fingerprint
+from tasks.models.registered import WEIGHTS_TAG  # noqa: F401  (on each version: weights and packaging)
 
 KEY_TAG = "refinery.registration_key"
 COMPLETE_TAG = "refinery.registration"  # "complete" once the release (report, promotion) is done
 COMPLETE = "complete"
-WEIGHTS_TAG = "model_weights_hash"  # on each registered version: its weights and packaging params
 _RETRY_SETTINGS = ("retry_attempts", "retry_wait_seconds")  # how hard to try changes no outcome
 
 

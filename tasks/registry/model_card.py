@@ -15,7 +15,7 @@ from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.gating.decision import GateDecision
 from tasks.lineage.record import Lineage
-from tasks.models.base_models import model_license, resolve_base_model
+from tasks.models.base_models import base_model_dir, model_license
 from tasks.models.gguf import MODEL_LICENCES
 from tasks.registry.tracking import flatten_params
 
@@ -78,7 +78,7 @@ def card_facts(params: Params, layout: RunLayout, sizes: dict[str, int], run_id:
     )
     training = read_json(layout.train_metrics) if layout.train_metrics.is_file() else {}
     try:
-        base_license = model_license(resolve_base_model(params.train.base_model))
+        base_license = model_license(base_model_dir(params, layout))
     except ModelSourceError:
         base_license = None
     return CardFacts(labels, sizes, read_json(layout.eval_metrics), run_id, per_class, training, base_license)
@@ -128,12 +128,18 @@ def render_model_card(
         if decision.passed
         else "not registered: the gate failed"
     )
+    started_from = (
+        f"\n- Continued from registered version `{lineage.base_model_version}` "
+        "(its own card names the model it started from)"
+        if lineage.base_model_version
+        else ""
+    )
     return f"""# Model card: {reg.model_name}
 
 {summary}
 
 ## Base model
-{base_model_line(params.train.base_model, facts.base_license)}
+{base_model_line(params.train.base_model, facts.base_license)}{started_from}
 - Weights hash: `{lineage.base_model_hash}`
 
 ## Data

@@ -8,7 +8,7 @@ from typing import Any
 from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import Splits, read_splits
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.task_types import TaskType, task_type_for
 from tasks.tokenization.cache import cache_key, copy_tokenized, publish_cached
 
@@ -29,7 +29,7 @@ def tokenize_cached(
 
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Tokenize the validated splits into `layout.tokenized_dir` (from the cache when possible)."""
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params, layout)
     source, meta = tokenize_cached(task_type_for(params), read_splits(layout), model_dir, params)
     copy_tokenized(source, layout)
     return meta

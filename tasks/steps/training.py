@@ -17,7 +17,7 @@ from filelock import FileLock
 from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import read_splits
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.steps.training_ranks import train_launched
 from tasks.task_types import task_type_for
 from tasks.tokenization.cache import load_tokenized, tokenized_meta
@@ -28,7 +28,7 @@ from tasks.training.plots import plot_training_curve
 def checkpoint_dir(params: Params, layout: RunLayout) -> Path:
     """Where this run's training keeps its checkpoints: the key of its data, params, code and model."""
     task_type = task_type_for(params)
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params, layout)
     key = checkpoint_key(
         tokenized_meta(layout)["cache_key"], params.train, model_dir, task_type.training_code()
     )
@@ -38,7 +38,7 @@ def checkpoint_dir(params: Params, layout: RunLayout) -> Path:
 def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
     """Train on the tokenized splits; save model + tokenizer, history and summary metrics."""
     task_type = task_type_for(params)
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params, layout)
     output_dir = checkpoint_dir(params, layout)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(output_dir.with_name(f"{output_dir.name}.lock"))):

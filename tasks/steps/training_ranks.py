@@ -19,7 +19,7 @@ from tasks.core.config import Params
 from tasks.core.files import read_json
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import read_splits
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.task_types import load_task_params, task_type_for
 from tasks.tokenization.cache import load_tokenized
 from tasks.training.checkpoints import clear_finished, write_history
@@ -34,7 +34,7 @@ def train_rank(params_path: str, workdir: str, output_dir: str) -> None:
     params = load_task_params(params_path)
     layout = RunLayout(Path(workdir))
     task_type = task_type_for(params)
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params, layout)
     labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
     trainer, summary = task_type.train(tokenized, model_dir, labels, params, Path(output_dir))
     if trainer.is_world_process_zero():

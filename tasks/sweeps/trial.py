@@ -21,7 +21,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import Splits
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.steps.tokenization import tokenize_cached
 from tasks.task_types import task_type_for
 
@@ -81,7 +81,7 @@ def trial_inputs(params: Params, layout: RunLayout, retokenize: bool) -> Dataset
     """Tokenized train and validation splits: the sweep's own, or with the trial's `tokenize:`
     settings (from the tokenization cache) when the space searches them."""
     if retokenize:
-        model_dir = resolve_base_model(params.train.base_model)
+        model_dir = base_model_dir(params, layout)
         source, _ = tokenize_cached(task_type_for(params), search_splits(layout), model_dir, params)
     else:
         source = layout.tokenized_dir
@@ -99,7 +99,7 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train with the trial's params (checkpoints in `trial_dir`, removed after); the summary."""
     task_type = task_type_for(params)
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params, layout)
     labels = search_splits(layout).labels
     shutil.rmtree(trial_dir, ignore_errors=True)  # a trial never resumes another's checkpoints
     try:

@@ -19,7 +19,7 @@ from mlflow.types.schema import ColSpec, Schema
 from tasks.core.config import Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.models.lora import ADAPTER_DIR
 from tasks.registry.registration import pip_requirements
 from tasks.task_types.causal_lm.templating import load_chat_tokenizer, render
@@ -46,7 +46,7 @@ def log_causal_lm(params: Params, layout: RunLayout, card: str, examples: list[s
             raise RefineryError(
                 "register.causal_lm_format: adapter needs a LoRA training (train.lora.enabled: true)"
             )
-        base = str(resolve_base_model(params.train.base_model).resolve())
+        base = str(base_model_dir(params, layout).resolve())
         info: ModelInfo = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("adapter_model.py")),

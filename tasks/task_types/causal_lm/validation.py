@@ -18,7 +18,7 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from tasks.core.config import Params
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.models.tokenizers import model_max_length
 from tasks.task_types.causal_lm.records import canonical_frame, messages_of
 from tasks.task_types.causal_lm.templating import encode_example, load_chat_tokenizer, max_length_for
@@ -172,7 +172,7 @@ def validate_records(frames: dict[str, pd.DataFrame], params: Params) -> Validat
     validated (both files, before any `max_*_samples` cap), so a row left out by sampling
     can never fail a limit that the sampled rows set.
     """
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params)
     tokenizer = load_chat_tokenizer(model_dir)
     rows = [canonical_frame(frame, params.data, params.sft) for frame in frames.values()]
     records = [m for frame in rows for m in messages_of(frame)]
