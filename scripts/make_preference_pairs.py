@@ -31,7 +31,9 @@ def confusable_intents(train: pd.DataFrame) -> dict[str, str]:
     """Each intent's nearest other intent by the cosine of their mean TF-IDF vectors."""
     vectors = TfidfVectorizer(sublinear_tf=True).fit_transform(train["text"])
     intents = sorted(train["category"].unique())
-    centroids = np.vstack([np.asarray(vectors[(train["category"] == i).to_numpy()].mean(axis=0)) for i in intents])
+    centroids = np.vstack(
+        [np.asarray(vectors[(train["category"] == i).to_numpy()].mean(axis=0)) for i in intents]
+    )
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     similarity = centroids @ centroids.T
     np.fill_diagonal(similarity, -1.0)
@@ -40,7 +42,11 @@ def confusable_intents(train: pd.DataFrame) -> dict[str, str]:
 
 def pairs(frame: pd.DataFrame, per_intent: int, rival: dict[str, str], seed: int) -> pd.DataFrame:
     """`per_intent` messages of every intent (seeded), as prompt / chosen / rejected records."""
-    sample = frame.drop_duplicates("text").groupby("category", group_keys=False).sample(per_intent, random_state=seed)
+    sample = (
+        frame.drop_duplicates("text")
+        .groupby("category", group_keys=False)
+        .sample(per_intent, random_state=seed)
+    )
     return pd.DataFrame(
         {
             "prompt": [INSTRUCTION.format(text=t.strip()) for t in sample["text"]],

@@ -40,7 +40,9 @@ def pairs() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory, pairs: pd.DataFrame) -> Path:
-    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"), [*pairs["prompt"], *SAMPLE_CLASSES, REJECTED])
+    return build_tiny_causal_lm(
+        tmp_path_factory.mktemp("tiny-lm"), [*pairs["prompt"], *SAMPLE_CLASSES, REJECTED]
+    )
 
 
 def dpo_params(root: Path, model: Path, pairs: pd.DataFrame, **sections: dict[str, Any]) -> Path:
@@ -111,7 +113,9 @@ def test_flow_registers_a_generating_dpo_model_and_compares_with_the_champion(
     artifacts = [a.path for a in client.list_artifacts(str(version.run_id), "eval")]
     assert "eval/preferences.csv" in artifacts and "eval/generations.csv" in artifacts
     mlflow.set_tracking_uri(tracking)
-    merged = mlflow.pyfunc.load_model("models:/tiny-dpo@challenger").predict(["lost my card", "exchange rate"])
+    merged = mlflow.pyfunc.load_model("models:/tiny-dpo@challenger").predict(
+        ["lost my card", "exchange rate"]
+    )
     assert len(merged) == 2 and all(isinstance(text, str) for text in merged)
     adapter_params = load_params(params_path, {"register.causal_lm_format": "adapter"})
     assert registration.register_step(adapter_params, layout).version == "2"
@@ -124,11 +128,13 @@ def test_flow_registers_a_generating_dpo_model_and_compares_with_the_champion(
     gate = {"champion": {"test": "non_inferiority", "margin": 1.0, "slice_column": "intent",
                          "guard_rails": {"min_support": 1}}}  # fmt: skip
     register = {"tracking_uri": tracking}
-    again = dpo_params(tmp_path / "second", tiny_lm, pairs, train={"seed": 7}, gate=gate, register=register)
+    again = dpo_params(
+        tmp_path / "second", tiny_lm, pairs, train={"seed": 7, "max_steps": 4}, gate=gate, register=register
+    )
     second = finetune(params_path=str(again), workdir=str(tmp_path / "second" / "run"))
     compared = json.loads(RunLayout(tmp_path / "second" / "run").comparison_json.read_text())
     assert second["gate"]["passed"] is True and compared["champion_version"] == "1"
     assert compared["bootstrap"]["metric"] == compared["group_metric"] == "preference_accuracy"
     assert compared["bootstrap"]["champion"] == pytest.approx(metrics["preference_accuracy"])
-    assert {g["group"] for g in compared["groups"]} <= set(SAMPLE_CLASSES) and compared["groups"]
+    assert {g["name"] for g in compared["groups"]} <= set(SAMPLE_CLASSES) and compared["groups"]
     assert len(client.search_model_versions("name='tiny-dpo'")) == 3

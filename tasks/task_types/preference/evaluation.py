@@ -40,7 +40,9 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def policy_and_reference_logps(params: Params, layout: RunLayout, pairs: Dataset) -> tuple[np.ndarray, np.ndarray]:
+def policy_and_reference_logps(
+    params: Params, layout: RunLayout, pairs: Dataset
+) -> tuple[np.ndarray, np.ndarray]:
     """(pairs × 2) chosen / rejected log-probs under the trained policy and under the reference."""
     pad, size = int(load_chat_tokenizer(layout.model_dir).pad_token_id), params.evaluate.batch_size
     adapter = layout.model_dir / ADAPTER_DIR
@@ -54,7 +56,7 @@ def policy_and_reference_logps(params: Params, layout: RunLayout, pairs: Dataset
         with policy.disable_adapter():
             return mine, answer_logps(policy, pairs, pad, size)  # type: ignore[arg-type]
     mine = answer_logps(load_causal_lm(layout.model_dir), pairs, pad, size)
-    reference = AutoModelForCausalLM.from_pretrained(str(base_dir)).to(_device())
+    reference = AutoModelForCausalLM.from_pretrained(str(base_dir)).to(_device())  # type: ignore[arg-type]
     return mine, answer_logps(reference, pairs, pad, size)
 
 

@@ -54,7 +54,9 @@ def pair_record(row: dict[str, Any], cfg: PreferenceConfig) -> dict[str, Any]:
     prompt = _prompt_turns(row.get(cfg.prompt_field))
     chosen_turns, chosen = _answer(row.get(cfg.chosen_field))
     rejected_turns, rejected = _answer(row.get(cfg.rejected_field))
-    same_prompt = "ok" if chosen_turns == rejected_turns else "chosen and rejected have different prompt turns"
+    same_prompt = (
+        "ok" if chosen_turns == rejected_turns else "chosen and rejected have different prompt turns"
+    )
     turns = None if prompt is None or chosen_turns is None else [*prompt, *chosen_turns]
     problem = "ok"
     if turns is None or chosen is None or rejected is None or rejected_turns is None:

@@ -68,7 +68,9 @@ class PreferenceTask(TaskType):
 
         here = Path(__file__).parent
         version = code_version(
-            here / "training.py", here.parent / "causal_lm" / "training.py", here.parents[1] / "models" / "lora.py"
+            here / "training.py",
+            here.parent / "causal_lm" / "training.py",
+            here.parents[1] / "models" / "lora.py",
         )
         return f"{version} trl {trl.__version__}"
 
@@ -85,7 +87,9 @@ class PreferenceTask(TaskType):
         from tasks.task_types.preference.training import train_dpo
 
         tokenizer = load_chat_tokenizer(model_dir)
-        return train_dpo(tokenized, tokenizer, model_dir, params.train, params.preference, output_dir, callbacks)
+        return train_dpo(
+            tokenized, tokenizer, model_dir, params.train, params.preference, output_dir, callbacks
+        )
 
     def save_model(self, trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:
         from tasks.task_types.preference.training import save_dpo

@@ -77,7 +77,10 @@ def encode_pair(
 
 
 def pair_max_length(
-    pairs: list[tuple[Messages, str, str]], tokenizer: PreTrainedTokenizerBase, model_dir: Path, cfg: PreferenceConfig
+    pairs: list[tuple[Messages, str, str]],
+    tokenizer: PreTrainedTokenizerBase,
+    model_dir: Path,
+    cfg: PreferenceConfig,
 ) -> int:
     """`preference.max_length`, else the longest templated pair; capped by the model either way."""
     cap = model_max_length(tokenizer, model_dir)
@@ -118,5 +121,9 @@ def tokenize(splits: Splits, model_dir: Path, params: Params) -> tuple[DatasetDi
                 "rejected_ids": [e.rejected_ids for e in encoded],
             }
         )
-    facts = {"max_length": max_length, "max_prompt_length": cfg.max_prompt_length, "truncated_pairs": truncated}
+    facts = {
+        "max_length": max_length,
+        "max_prompt_length": cfg.max_prompt_length,
+        "truncated_pairs": truncated,
+    }
     return DatasetDict(out), facts

@@ -33,7 +33,16 @@ from tasks.validation.suite import (
     visible_text,
 )
 
-_SHOWN = ["problem", "same_prompt", "chosen", "rejected", "answers_differ", "pair", "total_tokens", "prompt_tokens"]
+_SHOWN = [
+    "problem",
+    "same_prompt",
+    "chosen",
+    "rejected",
+    "answers_differ",
+    "pair",
+    "total_tokens",
+    "prompt_tokens",
+]
 
 
 def required_fields(params: Params, frame: pd.DataFrame) -> dict[str, str]:
@@ -47,11 +56,15 @@ def required_fields(params: Params, frame: pd.DataFrame) -> dict[str, str]:
 
 
 def pair_batch(key: str, raw: pd.DataFrame, params: Params, tokenizer: Any, max_length: int) -> Batch:
-    """The canonical pairs of one file, with the columns the expectations read."""
+    """The canonical pairs of one file, with the columns the expectations read; a required field
+    the file lacks is absent here too (its presence check fails), one it has under another name
+    is copied in."""
     pairs = canonical_pairs(raw, params.preference)
     chosen, rejected = pairs["chosen"].map(visible_text), pairs["rejected"].map(visible_text)
-    pairs["chosen"], pairs["rejected"] = chosen.fillna(""), rejected.fillna("")
-    pairs["answers_differ"] = [c != r or not c for c, r in zip(pairs["chosen"], pairs["rejected"], strict=True)]
+    pairs = pairs.assign(chosen=chosen.fillna(""), rejected=rejected.fillna(""))
+    pairs["answers_differ"] = [
+        c != r or not c for c, r in zip(pairs["chosen"], pairs["rejected"], strict=True)
+    ]
     pairs["pair"] = [
         None if p is None else json.dumps([p, c, r])
         for p, c, r in zip(pairs["prompt_messages"], pairs["chosen"], pairs["rejected"], strict=True)
@@ -60,7 +73,8 @@ def pair_batch(key: str, raw: pd.DataFrame, params: Params, tokenizer: Any, max_
     prompt: list[Any] = []
     well_formed = set(pairs.index[pairs["prompt_messages"].notna()])
     encoded = iter(
-        encode_pair(tokenizer, p, None, None) for p in pairs_of(pairs.assign(chosen=chosen, rejected=rejected))
+        encode_pair(tokenizer, p, None, None)
+        for p in pairs_of(pairs.assign(chosen=chosen, rejected=rejected))
     )
     for i in pairs.index:
         e = next(encoded) if i in well_formed else None
@@ -68,15 +82,26 @@ def pair_batch(key: str, raw: pd.DataFrame, params: Params, tokenizer: Any, max_
         prompt.append(None if e is None else e.prompt_tokens)
     pairs["total_tokens"] = pd.array(total, dtype="Int64")
     pairs["prompt_tokens"] = pd.array(prompt, dtype="Int64")
+    fields = required_fields(params, raw).values()
+    pairs = pairs.drop(columns=[c for c in fields if c not in raw.columns and c in pairs.columns])
+    for column in fields:
+        if column in raw.columns and column not in pairs.columns:
+            pairs[column] = (
+                raw[column].map(lambda v: v if v is None or isinstance(v, str) else str(v)).to_numpy()
+            )
     batch = file_batch(key, pairs, "prompt", "label")
-    return replace(batch, index_columns=batch.index_columns + _SHOWN)
+    return replace(batch, index_columns=batch.index_columns + [c for c in _SHOWN if c in pairs.columns])
 
 
-def pair_checks(key: str, batch: Batch, params: Params, max_length: int) -> list[Check]:
-    """Expectations on one file; those on records only when the required fields exist."""
-    cfg, pref, fields = params.validate_, params.preference, required_fields(params, batch.frame)
+def pair_checks(
+    key: str, batch: Batch, params: Params, max_length: int, fields: dict[str, str]
+) -> list[Check]:
+    """Expectations on one file; those on records only when the `fields` it requires exist."""
+    cfg, pref = params.validate_, params.preference
 
-    def on(name: str, column: str, expectation: gxe.Expectation, why: str, limit: Limit | None = None) -> Check:
+    def on(
+        name: str, column: str, expectation: gxe.Expectation, why: str, limit: Limit | None = None
+    ) -> Check:
         return Check(name, expectation, key, batch.file, column, why, limit)
 
     def share(count: str, limit: int | None) -> Limit:
@@ -97,7 +122,8 @@ def pair_checks(key: str, batch: Batch, params: Params, max_length: int) -> list
         on("pairs_well_formed", "problem", in_set(column="problem", value_set=["ok"]),
            "every record needs a prompt and chosen/rejected answers (message lists ending on assistant)"),
         # an empty answer teaches the model to prefer (or avoid) saying nothing
-        on("chosen_not_empty", "chosen", gxe.ExpectColumnValueLengthsToBeBetween(column="chosen", min_value=1),
+        on("chosen_not_empty", "chosen",
+           gxe.ExpectColumnValueLengthsToBeBetween(column="chosen", min_value=1),
            "the chosen answer must not be blank"),
         on("rejected_not_empty", "rejected",
            gxe.ExpectColumnValueLengthsToBeBetween(column="rejected", min_value=1),
@@ -121,12 +147,13 @@ def pair_checks(key: str, batch: Batch, params: Params, max_length: int) -> list
            "(validate.max_truncated_fraction, preference.max_length)", share("prompt + answer", max_length)),
     ]  # fmt: skip
     if pref.max_prompt_length is not None:
+        limit = pref.max_prompt_length
         checks.append(on("few_prompts_truncated", "prompt_tokens",
-                         gxe.ExpectColumnValuesToBeBetween(column="prompt_tokens", max_value=pref.max_prompt_length,
+                         gxe.ExpectColumnValuesToBeBetween(column="prompt_tokens", max_value=limit,
                                                            mostly=1.0 - cfg.max_truncated_fraction),
-                         f"at most {cfg.max_truncated_fraction:g} of prompts may exceed {pref.max_prompt_length} "
-                         "tokens (validate.max_truncated_fraction, preference.max_prompt_length)",
-                         share("prompt", pref.max_prompt_length)))  # fmt: skip
+                         f"at most {cfg.max_truncated_fraction:g} of prompts may exceed {limit} tokens "
+                         "(validate.max_truncated_fraction, preference.max_prompt_length)",
+                         share("prompt", limit)))  # fmt: skip
     return checks
 
 
@@ -137,7 +164,11 @@ def validate_pairs(frames: dict[str, pd.DataFrame], params: Params) -> Validatio
     pairs = [p for frame in frames.values() for p in pairs_of(canonical_pairs(frame, params.preference))]
     max_length = pair_max_length(pairs, tokenizer, model_dir, params.preference)
     batches = {key: pair_batch(key, frame, params, tokenizer, max_length) for key, frame in frames.items()}
-    checks = [c for key, batch in batches.items() for c in pair_checks(key, batch, params, max_length)]
+    checks = [
+        c
+        for key, batch in batches.items()
+        for c in pair_checks(key, batch, params, max_length, required_fields(params, frames[key]))
+    ]
     more, derived = cross_checks(batches, "prompt", "label", params.validate_)
     outcomes = run_suite({**batches, **derived}, checks + more)
     statistics: dict[str, int | float] = {"max_length": max_length}
