@@ -66,6 +66,12 @@ def test_conversational_records_share_their_prompt_turns() -> None:
     assert json.loads(pairs["prompt_messages"][0]) == [user] and pairs["prompt"][0] == user["content"]
     assert pairs["chosen"][0] == "card_arrival" and pairs["rejected"][0] == "exchange_rate"
     assert pairs["same_prompt"].tolist() == ["ok", "chosen and rejected have different prompt turns"]
+    plain = pd.DataFrame(
+        {"prompt": ["[URGENT] card lost"], "chosen": ["lost_or_stolen_card"], "rejected": ["[card_arrival]"]}
+    )
+    record = canonical_pairs(plain.assign(source_file="p.csv", source_row=[1]), Params().preference)
+    assert record["problem"][0] == "ok" and record["prompt"][0] == "[URGENT] card lost"  # text, not JSON
+    assert record["rejected"][0] == "[card_arrival]"
 
 
 def test_every_validation_rule_fires_with_file_and_row(model_dir: Path) -> None:

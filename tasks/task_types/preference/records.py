@@ -30,18 +30,23 @@ def _messages(value: Any) -> Messages | None:
     return [{"role": str(m.get("role")), "content": str(m.get("content") or "")} for m in raw]
 
 
+def message_list(text: str) -> Messages | None:
+    """A text that is a JSON message list (a CSV cell) as messages; None for any other text."""
+    return _messages(text) if text.lstrip().startswith("[") else None
+
+
 def _prompt_turns(value: Any) -> Messages | None:
     """The shared prompt: a user turn from a string, or a message list; [] when absent."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return []
-    if isinstance(value, str) and not value.lstrip().startswith("["):
-        return [{"role": "user", "content": value.strip()}]
+    if isinstance(value, str):
+        return message_list(value) or [{"role": "user", "content": value.strip()}]
     return _messages(value)
 
 
 def _answer(value: Any) -> tuple[Messages | None, str | None]:
     """An answer cell as (turns before the answer, answer text); plain strings have no turns."""
-    if isinstance(value, str) and not value.lstrip().startswith("["):
+    if isinstance(value, str) and message_list(value) is None:
         return [], value.strip()
     turns = _messages(value)
     if not turns or turns[-1]["role"] != "assistant":

@@ -19,7 +19,7 @@ import pandas as pd
 from tasks.core.config import Params
 from tasks.models.base_models import resolve_base_model
 from tasks.task_types.causal_lm.templating import load_chat_tokenizer
-from tasks.task_types.preference.records import canonical_pairs, pairs_of
+from tasks.task_types.preference.records import canonical_pairs, message_list, pairs_of
 from tasks.task_types.preference.tokenization import encode_pair, pair_max_length
 from tasks.validation.report import ValidationResult
 from tasks.validation.suite import (
@@ -51,7 +51,7 @@ def required_fields(params: Params, frame: pd.DataFrame) -> dict[str, str]:
     cfg = params.preference
     fields = {"preference.chosen_field": cfg.chosen_field, "preference.rejected_field": cfg.rejected_field}
     first = frame[cfg.chosen_field].dropna().head(1).tolist() if cfg.chosen_field in frame.columns else []
-    conversational = bool(first) and not (isinstance(first[0], str) and not first[0].lstrip().startswith("["))
+    conversational = bool(first) and (not isinstance(first[0], str) or message_list(first[0]) is not None)
     return fields if conversational else {"preference.prompt_field": cfg.prompt_field, **fields}
 
 
