@@ -15,7 +15,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from tasks.core.errors import ConfigError
-from tasks.core.sections import CacheConfig, DistributedConfig, SweepConfig, _Section
+from tasks.core.sections import CacheConfig, DistributedConfig, PreferenceConfig, SweepConfig, _Section
 
 
 class DataConfig(_Section):
@@ -213,6 +213,7 @@ class Params(_Section):
     data: DataConfig = DataConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     sft: SftConfig = SftConfig()
+    preference: PreferenceConfig = PreferenceConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

@@ -74,3 +74,29 @@ class SweepConfig(_Section):
     storage: str | None = None  # an SQLAlchemy URL; null: SQLite beside the tokenize cache
     # dotted train:/tokenize: keys -> {low, high, log?, step?} or {choices: [...]}
     space: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreferenceConfig(_Section):
+    """Preference pairs for `task: preference` (DPO with TRL): fields, loss and lengths.
+
+    A record has a prompt and two answers, `chosen` preferred over `rejected`: plain strings, or
+    conversational (`chosen`/`rejected` as message lists ending on the assistant answer, the prompt
+    optional when both lists carry the same turns before it). `loss_type` is one of TRL's DPO losses
+    (checked against the installed TRL by the task type).
+    """
+
+    method: Literal["dpo"] = "dpo"  # ORPO lives only in trl.experimental: not offered (README)
+    beta: float = Field(0.1, gt=0.0)  # deviation from the reference model; also scales the reward
+    loss_type: str = "sigmoid"  # TRL's DPOConfig.loss_type: sigmoid (DPO), ipo, hinge, robust, ...
+    prompt_field: str = "prompt"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    max_length: int | None = Field(None, gt=0)  # prompt + answer tokens; null: the longest pair
+    max_prompt_length: int | None = Field(None, gt=0)  # prompt tokens kept (its end); null: all
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> PreferenceConfig:
+        short, long = self.max_prompt_length, self.max_length
+        if short is not None and long is not None and short >= long:
+            raise ValueError("preference.max_prompt_length must be below preference.max_length")
+        return self

@@ -22,7 +22,8 @@ from tasks.task_types import TaskType, task_type_for
 
 EVALUATIONS = "evaluate"  # the evaluations' folder under `evaluate.cache_dir`
 KEY_FILE = "reuse_key.txt"  # in eval/: the key the evaluation was made (or reused) under
-_SCORED_BY = ("task", "sft", "tokenize", "evaluate")  # the params sections that shape an evaluation
+# the params sections that shape an evaluation
+_SCORED_BY = ("task", "sft", "preference", "tokenize", "evaluate")
 _METRICS_CODE = Path(__file__).parents[1] / "metrics"
 log = logging.getLogger(STEP_LOGGER)
 

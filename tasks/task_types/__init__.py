@@ -13,12 +13,14 @@ from tasks.core.errors import ConfigError
 from tasks.task_types.base import TaskType
 from tasks.task_types.causal_lm.task import CausalLMTask
 from tasks.task_types.classification.task import ClassificationTask
+from tasks.task_types.preference.task import PreferenceTask
 
 __all__ = ["TASK_TYPES", "TaskType", "load_task_params", "task_type_for"]
 
 TASK_TYPES: dict[str, TaskType] = {
     "sequence_classification": ClassificationTask(),
     "causal_lm": CausalLMTask(),
+    "preference": PreferenceTask(),
 }
 
 

@@ -22,6 +22,7 @@ def test_repository_params_parse_and_match_defaults(repo_root: Path) -> None:
         "data",
         "validate",
         "sft",
+        "preference",
         "tokenize",
         "train",
         "evaluate",

@@ -12,7 +12,7 @@ import yaml
 from tasks.core.config import Params, load_params
 from tests.conftest import REPO_ROOT
 
-PARAMS_FILES = ["params.yaml", "params-sft.yaml"]
+PARAMS_FILES = ["params.yaml", "params-sft.yaml", "params-dpo.yaml"]
 FREE_FORM = {"gate.thresholds", "gate.maximums", "sweep.space"}  # any keys: metric bounds, searched keys
 
 
