@@ -162,6 +162,29 @@ def cross_checks(
     return checks, derived
 
 
+def result_of(outcomes: list[ExpectationOutcome], statistics: dict[str, int | float]) -> ValidationResult:
+    """The suite's verdict: every outcome, `statistics` plus how many expectations ran and failed."""
+    statistics["expectations_evaluated"] = len(outcomes)
+    statistics["expectations_failed"] = sum(not o.success for o in outcomes)
+    return ValidationResult(
+        success=all(o.success for o in outcomes), expectations=outcomes, statistics=statistics
+    )
+
+
+def templated_result(
+    batches: dict[str, Batch], checks: list[Check], cfg: ValidateConfig, max_length: int
+) -> ValidationResult:
+    """The suite of a generative task type (SFT, preference): `checks` plus the cross-file checks on
+    the prompts, with each file's rows and templated examples over `max_length` (`total_tokens`)."""
+    more, derived = cross_checks(batches, "prompt", "label", cfg)
+    outcomes = run_suite({**batches, **derived}, checks + more)
+    statistics: dict[str, int | float] = {"max_length": max_length}
+    for key, batch in batches.items():
+        statistics[f"rows_{key}"] = len(batch.frame)
+        statistics[f"truncated_{key}"] = int((batch.frame["total_tokens"] > max_length).sum())
+    return result_of(outcomes, statistics)
+
+
 def run_suite(batches: dict[str, Batch], checks: list[Check]) -> list[ExpectationOutcome]:
     """One ephemeral context, one suite and validation definition per batch; outcomes in check order."""
     context = gx.get_context(mode="ephemeral")

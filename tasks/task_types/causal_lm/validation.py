@@ -23,7 +23,7 @@ from tasks.models.tokenizers import model_max_length
 from tasks.task_types.causal_lm.records import canonical_frame, messages_of
 from tasks.task_types.causal_lm.templating import encode_example, load_chat_tokenizer, max_length_for
 from tasks.validation.report import ValidationResult
-from tasks.validation.suite import Batch, Check, Limit, cross_checks, duplicates_limit, file_batch, run_suite
+from tasks.validation.suite import Batch, Check, Limit, duplicates_limit, file_batch, templated_result
 
 _SHOWN = ["role_order", "reference", "example", "total_tokens", "response_tokens"]
 
@@ -154,15 +154,7 @@ def validate_sft(
     checks = [
         c for key, batch in batches.items() for c in sft_checks(key, batch, params, max_length, model_cap)
     ]
-    more, derived = cross_checks(batches, "prompt", "label", params.validate_)
-    outcomes = run_suite({**batches, **derived}, checks + more)
-    statistics: dict[str, int | float] = {"max_length": max_length}
-    for key, batch in batches.items():
-        statistics[f"rows_{key}"] = len(batch.frame)
-        statistics[f"truncated_{key}"] = int((batch.frame["total_tokens"] > max_length).sum())
-    statistics["expectations_evaluated"] = len(outcomes)
-    statistics["expectations_failed"] = sum(not o.success for o in outcomes)
-    return ValidationResult(all(o.success for o in outcomes), outcomes, statistics)
+    return templated_result(batches, checks, params.validate_, max_length)
 
 
 def validate_records(frames: dict[str, pd.DataFrame], params: Params) -> ValidationResult:

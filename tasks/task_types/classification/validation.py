@@ -20,6 +20,7 @@ from tasks.validation.suite import (
     cross_checks,
     duplicates_limit,
     file_batch,
+    result_of,
     run_suite,
 )
 
@@ -41,11 +42,7 @@ def validate_frames(
         statistics[f"rows_{key}"] = len(batch.frame)
         if label in batch.frame.columns:
             statistics[f"classes_{key}"] = int(batch.frame[label].nunique())
-    statistics["expectations_evaluated"] = len(outcomes)
-    statistics["expectations_failed"] = sum(not o.success for o in outcomes)
-    return ValidationResult(
-        success=all(o.success for o in outcomes), expectations=outcomes, statistics=statistics
-    )
+    return result_of(outcomes, statistics)
 
 
 def _file_checks(

@@ -26,10 +26,9 @@ from tasks.validation.suite import (
     Batch,
     Check,
     Limit,
-    cross_checks,
     duplicates_limit,
     file_batch,
-    run_suite,
+    templated_result,
     visible_text,
 )
 
@@ -169,12 +168,4 @@ def validate_pairs(frames: dict[str, pd.DataFrame], params: Params) -> Validatio
         for key, batch in batches.items()
         for c in pair_checks(key, batch, params, max_length, required_fields(params, frames[key]))
     ]
-    more, derived = cross_checks(batches, "prompt", "label", params.validate_)
-    outcomes = run_suite({**batches, **derived}, checks + more)
-    statistics: dict[str, int | float] = {"max_length": max_length}
-    for key, batch in batches.items():
-        statistics[f"rows_{key}"] = len(batch.frame)
-        statistics[f"truncated_{key}"] = int((batch.frame["total_tokens"] > max_length).sum())
-    statistics["expectations_evaluated"] = len(outcomes)
-    statistics["expectations_failed"] = sum(not o.success for o in outcomes)
-    return ValidationResult(all(o.success for o in outcomes), outcomes, statistics)
+    return templated_result(batches, checks, params.validate_, max_length)
