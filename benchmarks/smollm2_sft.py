@@ -133,7 +133,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="SFT run override")
     parser.add_argument(
-        "--zero-shot-limit", type=int, default=None, help="(a) on N rows only, the same number per intent"
+        "--zero-shot-limit",
+        type=int,
+        default=None,
+        help="(a) on N rows only, the same number per intent; 0: skip (a) (rows in WORK/sampled_rows.csv)",
     )
     parser.add_argument("--classifier", type=Path, default=None, help="(c) a trained classifier's model dir")
     parser.add_argument("--train-classifier", action="store_true", help="(c) run the default job first")
@@ -166,9 +169,12 @@ def main() -> None:
         "training": {**speed, "gemm_fp32_peak_flops": peak, "share_of_gemm_peak": share},
         "sft_overrides": args.overrides,
     }
-    limited = rows if args.zero_shot_limit is None else per_intent(rows, args.zero_shot_limit)
-    results["a_zero_shot"] = {k: v for k, v in zero_shot(limited, 8).items() if k != "most_common_answers"}
-    results["a_zero_shot"]["rows"] = len(limited)
+    rows[["text", "reference"]].to_csv(work / "sampled_rows.csv", index=False)  # (a) elsewhere: same rows
+    if args.zero_shot_limit != 0:  # 0: (a) is measured elsewhere (e.g. on a GPU) on sampled_rows.csv
+        limited = rows if args.zero_shot_limit is None else per_intent(rows, args.zero_shot_limit)
+        answered = zero_shot(limited, 8)
+        results["a_zero_shot"] = {k: v for k, v in answered.items() if k != "most_common_answers"}
+        results["a_zero_shot"]["rows"] = len(limited)
     classifier_dir = args.classifier
     if args.train_classifier:
         classifier_dir = refinery_run("params.yaml", [], work, "classifier")[0].model_dir

@@ -76,6 +76,7 @@ def generate_answers(
         batch = order[start : start + batch_size]
         batch_chats = [chats[i] for i in batch]
         inputs = tokenizer(batch_chats, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(model.device)
         with torch.inference_mode():
             output = model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
@@ -111,6 +112,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        default=None,
+        help="score these rows (CSV: text, reference) instead of a new sample, e.g. an SFT run's test rows",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda); fp32 either way")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/)")
     return parser.parse_args()
 
@@ -123,13 +131,17 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     intents: list[str] = json.loads((DATA / "categories.json").read_text())
-    sample = stratified_sample(DATA / "test.csv", intents, args.per_intent, args.seed)
+    if args.rows is not None:
+        sample = pd.read_csv(args.rows, keep_default_na=False).rename(columns={"reference": "category"})
+    else:
+        sample = stratified_sample(DATA / "test.csv", intents, args.per_intent, args.seed)
     if args.limit is not None:
         sample = sample.head(args.limit)
     started = time.monotonic()
     model_dir = resolve_base_model("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 on a GPU too, as on the CPU
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(args.device).eval()
     load_seconds = time.monotonic() - started
     prompts = [build_prompt(text, intents) for text in sample["text"]]
     started = time.monotonic()
@@ -145,6 +157,7 @@ def main() -> None:
         settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         torch_threads=torch.get_num_threads(),
         host=platform.node(),
+        device=torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor(),
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2))
     name = f"smollm2-zero-shot-{date.today()}-{platform.node()}.json"

@@ -11,14 +11,16 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from filelock import FileLock
-from mlflow import MlflowClient
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from tasks.core.config import RegisterConfig
 from tasks.core.errors import RefineryError
+
+if TYPE_CHECKING:  # mlflow is imported where a store is used: a training rank (torchrun, Ray) never
+    from mlflow import MlflowClient  # touches MLflow and need not pay for (or have) the import
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 _SQLITE = "sqlite:///"
@@ -62,6 +64,8 @@ def require_store(uri: str) -> str:
 def _client(uri: str) -> MlflowClient:
     """A client of `uri`. A new SQLite store's tables are made by one process at a time: two runs
     creating the same store at once would both migrate it, and one would fail (alembic)."""
+    from mlflow import MlflowClient
+
     store = sqlite_store_file(uri)
     if store is None or not store.parent.is_dir():
         return MlflowClient(tracking_uri=uri)
@@ -72,6 +76,8 @@ def _client(uri: str) -> MlflowClient:
 @contextmanager
 def tracking_to(uri: str) -> Iterator[MlflowClient]:
     """Point MLflow at `uri` for the block, then restore the previous URI and environment."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
     saved_env = os.environ.get(TRACKING_URI_ENV)
     try:
         # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then outlive the block

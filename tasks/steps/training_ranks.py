@@ -9,10 +9,13 @@ model, the history and the summary metrics. Nothing here logs to MLflow: the reg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from tasks.core.config import Params
@@ -37,10 +40,36 @@ def train_rank(params_path: str, workdir: str, output_dir: str) -> None:
     model_dir = base_model_dir(params, layout)
     labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)
     trainer, summary = task_type.train(tokenized, model_dir, labels, params, Path(output_dir))
-    if trainer.is_world_process_zero():
-        summary.update(task_type.save_model(trainer, model_dir, layout))
-        summary["checkpoint_key"] = Path(output_dir).name  # a registered version's: kept by `refinery gc`
-        write_history(trainer, summary, layout)
+    with whole_model(trainer):  # every rank: FSDP gathers its shards for rank 0
+        if trainer.is_world_process_zero():
+            summary.update(task_type.save_model(trainer, model_dir, layout))
+            summary["checkpoint_key"] = Path(output_dir).name  # a registered version's: kept by `refinery gc`
+            write_history(trainer, summary, layout)
+
+
+@contextlib.contextmanager
+def whole_model(trainer: Any) -> Iterator[None]:
+    """Within the block, `trainer.model` on rank 0 is the plain trained model with all its weights.
+
+    Under FSDP `trainer.model` is the sharded wrapper: saving through it would write the shards (or,
+    for a PEFT model, the adapter alone, as a plain model). Every rank enters FSDP's
+    `summon_full_params` (a collective); rank 0 gets the full weights on the unwrapped model (a copy
+    on the CPU, not written back), which the task type's `save_model` saves as with one process.
+    """
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        yield
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    wrapped = trainer.model
+    with FullyShardedDataParallel.summon_full_params(
+        wrapped, writeback=False, rank0_only=True, offload_to_cpu=torch.cuda.is_available()
+    ):
+        trainer.model = trainer.accelerator.unwrap_model(wrapped)
+        try:
+            yield
+        finally:
+            trainer.model = wrapped
 
 
 def train_loop(config: dict[str, Any]) -> None:

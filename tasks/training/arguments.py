@@ -6,6 +6,7 @@ TF32 matmuls on Ampere-or-newer GPUs. Every task type's Trainer starts from thes
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -100,10 +101,12 @@ def distributed_values(cfg: DistributedConfig, cuda: bool) -> dict[str, Any]:
 
     gloo on a CPU, NCCL on CUDA. FSDP shards parameters with the Trainer's own fsdp options (LoRA
     needs `use_orig_params`); DeepSpeed takes the user's config file and needs CUDA. The CUDA paths
-    (NCCL, FSDP, DeepSpeed) are written to the Trainer's documented options but unverified here.
+    (NCCL, FSDP, DeepSpeed) are checked on a GPU by scripts/cuda_check.py (not in CI).
     """
-    if cfg.strategy == "deepspeed" and not cuda:
-        raise ConfigError("train.distributed.strategy: deepspeed needs CUDA GPUs; use ddp (or fsdp) on a CPU")
+    if cfg.strategy in ("deepspeed", "fsdp") and not cuda:  # FSDP (v1) needs an accelerator in torch
+        raise ConfigError(f"train.distributed.strategy: {cfg.strategy} needs CUDA GPUs; use ddp on a CPU")
+    if cfg.strategy == "deepspeed":
+        deepspeed_stage(cfg.deepspeed_config)
     if cfg.world_size == 1 and cfg.strategy == "ddp":
         return {}
     values: dict[str, Any] = {
@@ -115,10 +118,33 @@ def distributed_values(cfg: DistributedConfig, cuda: bool) -> dict[str, Any]:
     }
     if cfg.strategy == "fsdp":
         values["fsdp"] = "full_shard auto_wrap"
-        values["fsdp_config"] = {"use_orig_params": True, "sync_module_states": True}
+        # FSDP1: FSDP2 (transformers' default since 5.x) failed on an H200 with transformers 5.24,
+        # accelerate 1.15 and torch 2.11 in accelerate's fsdp2_prepare_model (the input embeddings
+        # sharded twice; with LoRA, a mixed Tensor/DTensor embedding); FSDP1 trained both there
+        values["fsdp_config"] = {"version": 1, "use_orig_params": True, "sync_module_states": True}
     if cfg.strategy == "deepspeed":
         values["deepspeed"] = cfg.deepspeed_config
     return values
+
+
+def deepspeed_stage(config: str | None) -> int:
+    """The ZeRO stage of `train.distributed.deepspeed_config`: 0, 1 or 2; a one-line error otherwise.
+
+    Stage 3 shards the parameters themselves, and rank 0 saves the model it holds: it would write
+    its shards, so stage 3 is refused (FSDP shards parameters and gathers them for saving).
+    """
+    path = Path(config or "")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"train.distributed.deepspeed_config: cannot read {path} as JSON ({err})") from err
+    stage = int(raw.get("zero_optimization", {}).get("stage", 0))
+    if stage not in (0, 1, 2):
+        raise ConfigError(
+            f"train.distributed.deepspeed_config: {path} uses ZeRO stage {stage}; stages 0-2 are supported"
+            " (for sharded parameters use strategy fsdp)"
+        )
+    return stage
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -> TrainingArguments:

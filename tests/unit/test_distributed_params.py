@@ -3,6 +3,7 @@ options per strategy, the command torchrun runs, and what the checkpoint key dep
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 
 from tasks.core.config import DistributedConfig, TrainConfig, parse_params
 from tasks.core.errors import ConfigError
-from tasks.training.arguments import argument_values, distributed_values
+from tasks.training.arguments import argument_values, deepspeed_stage, distributed_values
 from tasks.training.checkpoints import checkpoint_key
 from tasks.training.launchers import torchrun_command
+from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
 
 
@@ -57,14 +59,39 @@ def test_the_global_batch_is_split_evenly_across_ranks(tmp_path: Path) -> None:
     assert argument_values(TrainConfig(batch_size=32), tmp_path)["per_device_train_batch_size"] == 32
 
 
-def test_deepspeed_is_refused_without_cuda_and_fsdp_uses_the_trainers_options() -> None:
-    deepspeed = DistributedConfig(launcher="torchrun", strategy="deepspeed", deepspeed_config="ds.json")
+def test_deepspeed_and_fsdp_are_refused_without_cuda_and_use_the_trainers_options(tmp_path: Path) -> None:
+    config = tmp_path / "ds.json"
+    config.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    deepspeed = DistributedConfig(launcher="torchrun", strategy="deepspeed", deepspeed_config=str(config))
     with pytest.raises(ConfigError, match="^train.distributed.strategy: deepspeed needs CUDA GPUs"):
         distributed_values(deepspeed, cuda=False)
-    assert distributed_values(deepspeed, cuda=True)["deepspeed"] == "ds.json"  # CUDA path: unverified
-    fsdp = distributed_values(DistributedConfig(launcher="torchrun", processes=2, strategy="fsdp"), cuda=True)
+    assert distributed_values(deepspeed, cuda=True)["deepspeed"] == str(config)
+    fsdp_config = DistributedConfig(launcher="torchrun", processes=2, strategy="fsdp")
+    with pytest.raises(
+        ConfigError, match="^train.distributed.strategy: fsdp needs CUDA GPUs; use ddp on a CPU$"
+    ):
+        distributed_values(fsdp_config, cuda=False)
+    fsdp = distributed_values(fsdp_config, cuda=True)
     assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["ddp_backend"] == "nccl"
-    assert fsdp["fsdp_config"]["use_orig_params"] is True  # LoRA: frozen and trained params in one unit
+    # FSDP1 with the original parameters (LoRA: frozen and trained ones in one unit); FSDP2 failed on a GPU
+    assert fsdp["fsdp_config"] == {"version": 1, "use_orig_params": True, "sync_module_states": True}
+
+
+def test_deepspeed_config_must_be_readable_json_of_zero_stage_0_to_2(tmp_path: Path) -> None:
+    missing = DistributedConfig(
+        launcher="torchrun", strategy="deepspeed", deepspeed_config=str(tmp_path / "no.json")
+    )
+    with pytest.raises(
+        ConfigError, match=r"^train.distributed.deepspeed_config: cannot read .*no.json as JSON"
+    ):
+        distributed_values(missing, cuda=True)
+    stage3 = tmp_path / "zero3.json"
+    stage3.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    three = DistributedConfig(launcher="torchrun", strategy="deepspeed", deepspeed_config=str(stage3))
+    with pytest.raises(ConfigError, match="uses ZeRO stage 3; stages 0-2 are supported"):
+        distributed_values(three, cuda=True)
+    shipped = REPO_ROOT / "infra" / "deepspeed" / "zero2.json"
+    assert deepspeed_stage(str(shipped)) == 2
 
 
 def test_torchrun_runs_one_node_standalone_and_several_at_a_rendezvous() -> None:
