@@ -1,5 +1,6 @@
 """Continued fine-tuning of a causal LM: an SFT run from `models:/tiny-sft@champion` starts from the
-champion's merged weights, and a version registered as an adapter is merged into its base on the way in."""
+champion's merged weights, and a version registered as an adapter is merged into its base on the way in;
+DPO from the SFT champion (the README's recipe) validates, trains and scores against that base."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tasks.core.layout import RunLayout
 from tasks.models.base_models import base_model_dir
 from tasks.steps import registration
 from tests.integration.conftest import SAMPLE_CLASSES, banking_sample
+from tests.integration.test_preference_pipeline import REJECTED, dpo_params
 from tests.integration.test_sft_pipeline import sft_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api", "mlflow_isolated")]
@@ -61,3 +63,22 @@ def test_sft_from_the_sft_champion_merged_or_adapter(
     from_adapter = load_params(second, {"train.base_model": "models:/tiny-sft/2"})
     merged = base_model_dir(from_adapter)  # the adapter version, merged into its base on download
     assert torch.allclose(load_file(str(merged / "model.safetensors"))[PARAMETER], sft_v1, atol=1e-6)
+
+    # the recipe: DPO from the SFT champion; its reference model is the champion's weights
+    pairs = pd.DataFrame(
+        {
+            "prompt": [f"Classify this customer message into a banking intent: {t}" for t in sample["text"]],
+            "chosen": sample["category"],
+            "rejected": REJECTED,
+        }
+    )
+    store = {"tracking_uri": client.tracking_uri}  # the SFT champion's store
+    dpo = dpo_params(
+        tmp_path / "dpo", Path("models:/tiny-sft@champion"), pairs, train={"max_steps": 2}, register=store
+    )
+    result = finetune(params_path=str(dpo), workdir=str(tmp_path / "dpo-run"))
+    assert result["registration"]["version"] == "1"
+    reference = base_model_dir(load_params(dpo), RunLayout(tmp_path / "dpo-run"))
+    assert torch.equal(load_file(str(reference / "model.safetensors"))[PARAMETER], sft_v1)
+    tags = client.get_model_version("tiny-dpo", "1").tags
+    assert tags["base_model_version"] == "tiny-sft/1"

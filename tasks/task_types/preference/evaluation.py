@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM
 from tasks.core.config import Params
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.models.lora import ADAPTER_DIR
 from tasks.task_types.causal_lm.generation import generate_answers, generation_rows, load_causal_lm
 from tasks.task_types.causal_lm.templating import load_chat_tokenizer
@@ -46,7 +46,7 @@ def policy_and_reference_logps(
     """(pairs × 2) chosen / rejected log-probs under the trained policy and under the reference."""
     pad, size = int(load_chat_tokenizer(layout.model_dir).pad_token_id), params.evaluate.batch_size
     adapter = layout.model_dir / ADAPTER_DIR
-    base_dir = resolve_base_model(params.train.base_model)
+    base_dir = base_model_dir(params, layout)  # the reference: the run's (pinned) base model
     if (adapter / "adapter_config.json").is_file():
         from peft import PeftModel
 

@@ -17,7 +17,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks.core.config import Params
-from tasks.models.base_models import resolve_base_model
+from tasks.models.base_models import base_model_dir
 from tasks.task_types.causal_lm.templating import load_chat_tokenizer
 from tasks.task_types.preference.records import canonical_pairs, message_list, pairs_of
 from tasks.task_types.preference.tokenization import encode_pair, pair_max_length
@@ -158,7 +158,7 @@ def pair_checks(
 
 def validate_pairs(frames: dict[str, pd.DataFrame], params: Params) -> ValidationResult:
     """The preference suite with the base model's chat template; never raises for bad data."""
-    model_dir = resolve_base_model(params.train.base_model)
+    model_dir = base_model_dir(params)  # a registered base too (train.base_model: models:/...)
     tokenizer = load_chat_tokenizer(model_dir)
     pairs = [p for frame in frames.values() for p in pairs_of(canonical_pairs(frame, params.preference))]
     max_length = pair_max_length(pairs, tokenizer, model_dir, params.preference)
