@@ -12,12 +12,13 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from transformers import Trainer
+from typing import TYPE_CHECKING, Any
 
 from tasks.core.config import DistributedConfig
 from tasks.training.launchers import log, rank_failure
+
+if TYPE_CHECKING:  # the Trainer is imported where training happens: a cached re-run never pays for it
+    from transformers import Trainer
 
 LOCAL_HOST = "127.0.0.1"
 
