@@ -2,7 +2,8 @@
 
 The stack's directory and ports are the test's own (REFINERY_STACK_DIR/…_PORT), so a developer's
 stack on 4200/5000 is never touched. Training runs go through `prefect deployment run` on a tiny
-configuration: the integration tests' tiny BERT and ~200-row BANKING77 sample.
+configuration: the integration tests' tiny BERT and ~200-row BANKING77 sample, and a DPO run
+(`task: preference`) of a tiny Llama on a few dozen pairs built from the same sample.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pathlib import Path
 import pytest
 
 from infra.stack import Stack
+from scripts.make_tiny_causal_lm import build_tiny_causal_lm
 from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
-from tests.integration.conftest import banking_sample, tiny_params
+from tests.integration.conftest import SAMPLE_CLASSES, banking_sample, tiny_params
+from tests.integration.preference import REJECTED, dpo_params, preference_pairs
 
 MODEL_NAME = "tiny-intent-e2e"
+DPO_MODEL_NAME = "tiny-dpo-e2e"
 EXPERIMENT = "refinery-e2e"
 DEPLOYMENT = "finetune/banking77"
 # variables that would point the test's stack at someone else's databases
@@ -96,6 +100,7 @@ class TrainedRun:
     flow_run_id: str
     workdir: Path
     output: str
+    model_name: str  # the registered model its params name
 
 
 def deployment_run(team: TeamStack, params: Path, overrides: str, workdir: Path) -> subprocess.Popen[str]:
@@ -108,9 +113,18 @@ def deployment_run(team: TeamStack, params: Path, overrides: str, workdir: Path)
     )  # fmt: skip
 
 
+def _dpo_params(team: TeamStack) -> Path:
+    """A DPO params file (`task: preference`): a tiny Llama and 32 pairs from the BANKING77 sample."""
+    pairs = preference_pairs(banking_sample(per_class=8))
+    model = build_tiny_causal_lm(team.home / "tiny-lm", [*pairs["prompt"], *SAMPLE_CLASSES, REJECTED])
+    register = {"model_name": DPO_MODEL_NAME, "experiment": EXPERIMENT}
+    return dpo_params(team.home / "dpo", model, pairs, register=register)
+
+
 @pytest.fixture(scope="session")
 def trained(team_stack: TeamStack) -> list[TrainedRun]:
-    """Two trainings submitted at once to the served deployment; both must complete."""
+    """Three trainings submitted at once to the served deployment: two classifications and one DPO
+    (another params file, as a user would pass it); all must complete."""
     team_stack.make("up")
     base = build_tiny_classifier(team_stack.home / "tiny-base", ["x", "y"])
     train_csv = team_stack.home / "train.csv"
@@ -118,17 +132,21 @@ def trained(team_stack: TeamStack) -> list[TrainedRun]:
     params = tiny_params(
         team_stack.home, base, train_csv, register={"model_name": MODEL_NAME, "experiment": EXPERIMENT}
     )
-    overrides = ['{"train.max_steps": 20}', '{"train.max_steps": 12, "train.learning_rate": 0.001}']
-    workdirs = [team_stack.home / f"run-{i}" for i in range(len(overrides))]
-    runs = [deployment_run(team_stack, params, o, w) for o, w in zip(overrides, workdirs, strict=True)]
+    submitted = [
+        (params, '{"train.max_steps": 20}', MODEL_NAME),
+        (params, '{"train.max_steps": 12, "train.learning_rate": 0.001}', MODEL_NAME),
+        (_dpo_params(team_stack), '{"train.max_steps": 2}', DPO_MODEL_NAME),
+    ]
+    workdirs = [team_stack.home / f"run-{i}" for i in range(len(submitted))]
+    runs = [deployment_run(team_stack, p, o, w) for (p, o, _), w in zip(submitted, workdirs, strict=True)]
     trained: list[TrainedRun] = []
     try:
-        for run, workdir in zip(runs, workdirs, strict=True):
+        for run, workdir, (_, _, name) in zip(runs, workdirs, submitted, strict=True):
             output = run.communicate(timeout=900)[0]
             assert run.returncode == 0, output[-3000:]
             match = re.search(r"UUID: ([0-9a-f-]{36})", output)
             assert match, output[-3000:]
-            trained.append(TrainedRun(flow_run_id=match.group(1), workdir=workdir, output=output))
+            trained.append(TrainedRun(match.group(1), workdir, output, name))
     finally:
         for run in runs:  # a watcher left behind by a failed assertion
             if run.poll() is None:

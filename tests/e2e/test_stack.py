@@ -3,6 +3,7 @@ server, promote / serve / rollback, `make down` — real processes on free ports
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from mlflow import MlflowClient
 from flows.finetune import TRAINING_LIMIT
 from infra.processes import ProcessRecord, owned_processes, port_in_use, start_group, stop_groups
 from infra.stack import HOST, OWNER_ENV, READY_DEPLOYMENT, owner, services
-from tests.e2e.conftest import DEPLOYMENT, MODEL_NAME, TeamStack, TrainedRun, free_port
+from tests.e2e.conftest import DEPLOYMENT, DPO_MODEL_NAME, MODEL_NAME, TeamStack, TrainedRun, free_port
 from tests.integration.conftest import SAMPLE_CLASSES
 
 pytestmark = pytest.mark.e2e
@@ -51,19 +52,25 @@ def test_deployment_run_trains_on_the_served_process_and_registers_on_the_server
         assert "Flow run finished successfully in 'Completed'" in run.output
         assert (run.workdir / "registration.json").is_file()  # written by the serving process
     # MLFLOW_TRACKING_URI of the serving process won over the params' sqlite:///…/mlflow.db
-    assert not (stack_up.home / "mlflow.db").exists()
+    assert not (stack_up.home / "mlflow.db").exists() and not (stack_up.home / "dpo" / "mlflow.db").exists()
 
     client = MlflowClient(tracking_uri=stack_up.stack.mlflow_url)
+    for name in (MODEL_NAME, DPO_MODEL_NAME):  # each version tagged with the flow run that made it
+        tagged = {v.tags["prefect_flow_run_id"] for v in client.search_model_versions(f"name='{name}'")}
+        assert tagged == {r.flow_run_id for r in trained if r.model_name == name}, name
     versions = client.search_model_versions(f"name='{MODEL_NAME}'")
-    assert {v.tags["prefect_flow_run_id"] for v in versions} == {r.flow_run_id for r in trained}
     run = client.get_run(versions[0].run_id)
     assert run.data.params["train.max_steps"] in ("20", "12")  # the per-run override reached params
     assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == max(
         (v.version for v in versions), key=int
     )
+    # the DPO params file ran as `task: preference`, its override applied, scored on held-out pairs
+    dpo = client.get_run(client.get_model_version_by_alias(DPO_MODEL_NAME, "challenger").run_id).data
+    assert dpo.params["task"] == "preference" and dpo.params["train.max_steps"] == "2"
+    assert 0.0 <= dpo.metrics["test_preference_accuracy"] <= 1.0 and "test_reward_margin" in dpo.metrics
 
 
-def test_training_limit_keeps_two_trainings_apart(stack_up: TeamStack, trained: list[TrainedRun]) -> None:
+def test_training_limit_keeps_the_trainings_apart(stack_up: TeamStack, trained: list[TrainedRun]) -> None:
     api = stack_up.stack.prefect_api_url
     limit = httpx.get(f"{api}/v2/concurrency_limits/{TRAINING_LIMIT}").json()
     assert limit["limit"] == 1
@@ -74,8 +81,9 @@ def test_training_limit_keeps_two_trainings_apart(stack_up: TeamStack, trained: 
     trains = sorted(
         (t for t in response.json() if t["name"].startswith("train")), key=lambda t: t["start_time"]
     )
-    assert len(trains) == 2 and trains[0]["flow_run_id"] != trains[1]["flow_run_id"]
-    assert trains[0]["end_time"] <= trains[1]["start_time"]  # the second waited for the slot
+    assert len(trains) == len(trained) and len({t["flow_run_id"] for t in trains}) == len(trained)
+    for earlier, later in itertools.pairwise(trains):
+        assert earlier["end_time"] <= later["start_time"]  # each waited for the slot
 
 
 def _refinery_has(team: TeamStack, command: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-STAGES = ["validate", "tokenize", "train", "evaluate", "gate", "register"]
+STAGES = ["validate", "tokenize", "train", "evaluate", "compare", "gate", "register"]
 
 
 def copy_repository(target: Path) -> Path:

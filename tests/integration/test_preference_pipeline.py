@@ -1,16 +1,16 @@
 """Preference tuning (DPO, `task: preference`) end to end on a tiny Llama: the loss moves held-out
-preference accuracy, and the Prefect flow validates, trains, scores, compares and registers."""
+preference accuracy, and the Prefect flow validates, trains, scores, compares and registers.
+(`dvc repro` of a DPO params file: tests/integration/test_sft_pipeline.py, in its repository copy;
+a Prefect deployment run of one: tests/e2e, the `trained` fixture.)"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from flows.finetune import finetune
@@ -19,23 +19,15 @@ from tasks.core.config import load_params
 from tasks.core.layout import RunLayout
 from tasks.steps import registration
 from tasks.task_types.preference.evaluation import preferences_csv
-from tests.integration.conftest import SAMPLE_CLASSES, banking_sample, tiny_params
+from tests.integration.conftest import SAMPLE_CLASSES, banking_sample
+from tests.integration.preference import REJECTED, dpo_params, preference_pairs
 
 pytestmark = pytest.mark.integration
-REJECTED = "not sure"  # every pair prefers the intent to this non-answer: learnable in a few steps
 
 
 @pytest.fixture(scope="module")
 def pairs() -> pd.DataFrame:
-    sample = banking_sample(per_class=12)
-    return pd.DataFrame(
-        {
-            "prompt": [f"Classify this customer message into a banking intent: {t}" for t in sample["text"]],
-            "chosen": sample["category"],
-            "rejected": REJECTED,
-            "intent": sample["category"],
-        }
-    )
+    return preference_pairs(banking_sample(per_class=12))
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +35,6 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory, pairs: pd.DataFrame) -> Pa
     return build_tiny_causal_lm(
         tmp_path_factory.mktemp("tiny-lm"), [*pairs["prompt"], *SAMPLE_CLASSES, REJECTED]
     )
-
-
-def dpo_params(root: Path, model: Path, pairs: pd.DataFrame, **sections: dict[str, Any]) -> Path:
-    """`tiny_params` turned into a DPO run on the pairs (JSON Lines), with LoRA."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "pairs.jsonl"
-    pairs.to_json(path, orient="records", lines=True)
-    defaults: dict[str, dict[str, Any]] = {
-        "data": {"train_path": str(path), "format": "jsonl", "test_fraction": 0.25},
-        "validate": {"min_examples_per_class": 1},
-        "preference": {"beta": 0.1},
-        "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 2e-2, "metric_for_best_model": "loss",
-                  "lora": {"enabled": True, "dropout": 0.0}, "precision": "fp32"},
-        "evaluate": {"batch_size": 16, "max_new_tokens": 3, "max_generation_examples": 6},
-        "gate": {"thresholds": {"preference_accuracy": 0.0}},
-        "register": {"model_name": "tiny-dpo"},
-    }  # fmt: skip
-    for section, values in sections.items():
-        defaults.setdefault(section, {}).update(values)
-    written = tiny_params(root, model, path, **defaults)
-    raw = yaml.safe_load(written.read_text())
-    written.write_text(yaml.safe_dump({**raw, "task": "preference"}, sort_keys=False))
-    return written
 
 
 @pytest.mark.usefixtures("mlflow_isolated")

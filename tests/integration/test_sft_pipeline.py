@@ -1,5 +1,6 @@
 """Causal-LM fine-tuning end to end on a tiny Llama: LoRA training, merge, the Prefect flow with
-registration (merged and adapter), and `dvc repro`, with `task: causal_lm`."""
+registration (merged and adapter), and `dvc repro`, with `task: causal_lm` (then, in the same
+repository copy, `dvc repro` with `task: preference`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from tasks.task_types.causal_lm.templating import encode_example, load_chat_toke
 from tasks.task_types.causal_lm.training import train_causal_lm
 from tasks.training.checkpoints import history_frame
 from tests.integration.conftest import SAMPLE_CLASSES, banking_sample, tiny_params
+from tests.integration.preference import dpo_params, preference_pairs
 from tests.integration.repository import STAGES, copy_repository, dvc, stages_ran
 
 pytestmark = pytest.mark.integration
@@ -215,18 +217,37 @@ def _served_answers(tracking_uri: str, model_uri: str, home: Path) -> list[str]:
             server.wait(timeout=30)
 
 
-def test_dvc_repro_runs_the_causal_lm_pipeline(tmp_path: Path, tiny_lm: Path, sample: pd.DataFrame) -> None:
-    repo = copy_repository(tmp_path / "repo")
-    params_file = sft_params(repo, tiny_lm, sample, train={"max_steps": 2})
+def _in_repository(params_file: Path, train_path: str) -> None:
+    """Point a params file written by the helpers at the repository copy: data, caches and store inside."""
     raw = yaml.safe_load(params_file.read_text())
-    raw["data"]["train_path"] = "sample.csv"
+    raw["data"]["train_path"] = train_path
     raw["tokenize"]["cache_dir"] = ".cache/refinery/tokenized"
     raw["train"]["checkpoint_dir"] = ".cache/refinery/checkpoints"
     raw["register"]["tracking_uri"] = "sqlite:///mlflow.db"
     params_file.write_text(yaml.safe_dump(raw))
+
+
+def test_dvc_repro_runs_the_causal_lm_then_the_preference_pipeline(
+    tmp_path: Path, tiny_lm: Path, sample: pd.DataFrame
+) -> None:
+    repo = copy_repository(tmp_path / "repo")
+    _in_repository(sft_params(repo, tiny_lm, sample, train={"max_steps": 2}), "sample.csv")
 
     assert stages_ran(dvc(repo, "repro")) == STAGES
     assert (repo / "artifacts" / "eval" / "generations.csv").is_file()
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias("tiny-sft", "challenger").version) == "1"
     assert "rouge_l" in dvc(repo, "metrics", "show")
+
+    # the same repository switched to `task: preference` (TRL's DPO on a few dozen pairs): every
+    # stage again, a preference version with its own metrics, then nothing left to run
+    _in_repository(dpo_params(repo, tiny_lm, preference_pairs(sample), train={"max_steps": 2}), "pairs.jsonl")
+    assert stages_ran(dvc(repo, "repro")) == STAGES
+    metrics = json.loads((repo / "artifacts" / "eval" / "metrics.json").read_text())
+    assert {"preference_accuracy", "reward_margin", "logp_chosen", "logp_rejected"} <= set(metrics)
+    version = client.get_model_version_by_alias("tiny-dpo", "challenger")
+    recorded = client.get_run(str(version.run_id)).data
+    assert str(version.version) == "1" and recorded.params["task"] == "preference"
+    assert recorded.metrics["test_preference_accuracy"] == pytest.approx(metrics["preference_accuracy"])
+    again = dvc(repo, "repro")
+    assert stages_ran(again) == [] and "up to date" in again
