@@ -20,7 +20,7 @@ from tasks.core.layout import RunLayout
 from tasks.models.base_models import base_model_dir
 from tasks.steps import registration
 from tests.integration.conftest import SAMPLE_CLASSES, banking_sample
-from tests.integration.test_preference_pipeline import REJECTED, dpo_params
+from tests.integration.preference import dpo_params, preference_pairs
 from tests.integration.test_sft_pipeline import sft_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api", "mlflow_isolated")]
@@ -65,13 +65,7 @@ def test_sft_from_the_sft_champion_merged_or_adapter(
     assert torch.allclose(load_file(str(merged / "model.safetensors"))[PARAMETER], sft_v1, atol=1e-6)
 
     # the recipe: DPO from the SFT champion; its reference model is the champion's weights
-    pairs = pd.DataFrame(
-        {
-            "prompt": [f"Classify this customer message into a banking intent: {t}" for t in sample["text"]],
-            "chosen": sample["category"],
-            "rejected": REJECTED,
-        }
-    )
+    pairs = preference_pairs(sample)
     store = {"tracking_uri": client.tracking_uri}  # the SFT champion's store
     dpo = dpo_params(
         tmp_path / "dpo", Path("models:/tiny-sft@champion"), pairs, train={"max_steps": 2}, register=store
