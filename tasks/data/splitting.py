@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from tasks.core.config import DataConfig
 from tasks.core.errors import DataError
@@ -53,6 +52,8 @@ def split_off(
         if counts.min() >= 2 and n_part >= n_classes and len(frame) - n_part >= n_classes
         else None
     )
+    from sklearn.model_selection import train_test_split  # ~1 s to import: only the validate step splits
+
     rest, part = train_test_split(frame, test_size=n_part, random_state=seed, stratify=stratify)
     return rest.sort_index(), part.sort_index()
 

@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tasks.comparison.champion import ComparisonStats
 from tasks.core.config import Params
 from tasks.core.errors import ConfigError
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import Splits
 from tasks.validation.report import ValidationResult
 
-if TYPE_CHECKING:  # types only: a cached run never loads these libraries
+if TYPE_CHECKING:  # types only: a cached run (and every DVC stage's start) never loads these libraries
     from datasets import DatasetDict
     from mlflow.models.model import ModelInfo
     from transformers import Trainer, TrainerCallback
+
+    from tasks.comparison.champion import ComparisonStats
 
 
 class TaskType(ABC):

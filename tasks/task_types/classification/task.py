@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tasks.comparison.champion import ComparisonStats
 from tasks.core.config import Params
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
@@ -19,6 +18,8 @@ if TYPE_CHECKING:  # types only: a cached run never loads these libraries
     from datasets import DatasetDict
     from mlflow.models.model import ModelInfo
     from transformers import Trainer, TrainerCallback
+
+    from tasks.comparison.champion import ComparisonStats
 
 
 class ClassificationTask(TaskType):
