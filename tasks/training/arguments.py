@@ -6,7 +6,6 @@ TF32 matmuls on Ampere-or-newer GPUs. Every task type's Trainer starts from thes
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -19,6 +18,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArgumen
 
 from tasks.core.config import DistributedConfig, TrainConfig
 from tasks.core.errors import ConfigError
+from tasks.core.files import read_json
 from tasks.training.accelerator_state import configured_state_values
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def deepspeed_stage(config: str | None) -> int:
     """
     path = Path(config or "")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path)
     except (OSError, ValueError) as err:
         raise ConfigError(f"train.distributed.deepspeed_config: cannot read {path} as JSON ({err})") from err
     stage = int(raw.get("zero_optimization", {}).get("stage", 0))
