@@ -17,6 +17,8 @@ export GX_ANALYTICS_ENABLED := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): the end-to-end tests on one, every other module on whichever is free
+TEST_WORKERS ?= 2
 # team mode's database: postgres (the stack's own server) or sqlite (files in the stack directory)
 DB ?= $(or $(REFINERY_DB),postgres)
 # RAY=1 make up: a Ray head on 127.0.0.1 for train.distributed.launcher ray (ray_address: auto)
@@ -58,7 +60,7 @@ format: setup  ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix .
 
 test: data lint  ## lint, then the unit, integration and end-to-end tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 up: setup  ## team mode: PostgreSQL, Prefect + MLflow servers, the served deployments and a process-pool worker on 127.0.0.1 (DB=sqlite: no PostgreSQL; RAY=1: a Ray head too; ONLY=prefect,mlflow: those services alone)
 	RAY=$(RAY) REFINERY_DB=$(DB) $(BIN)/python -m infra.stack up $(if $(ONLY),--only $(ONLY))

@@ -144,12 +144,20 @@ def _cli(target: Target, *args: str) -> None:
 
 
 def _promoter(target: Target, timings: Timings, stop: threading.Event) -> None:
-    """`refinery promote` of each registered version in turn, `refinery rollback` after each."""
+    """`refinery promote` of each registered version but the champion in turn, `refinery rollback`
+    after each. Never the champion itself: promoting it again moves nothing, and a promotion that
+    replaces a champion is what gives the rollback its `previous-champion`."""
     client = MlflowClient(tracking_uri=target.mlflow_url)
     turn = 0
     while not stop.is_set():
+        champion = client.get_registered_model(target.model_name).aliases.get("champion")
         versions = sorted(
-            (v.version for v in client.search_model_versions(f"name='{target.model_name}'")), key=int
+            (
+                v.version
+                for v in client.search_model_versions(f"name='{target.model_name}'")
+                if str(v.version) != str(champion)
+            ),
+            key=int,
         )
         if not versions:
             stop.wait(2.0)

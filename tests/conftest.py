@@ -19,7 +19,22 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Two workers on a small machine: one intra-op thread per process (and per subprocess it starts)
+    # instead of each asking for every core; the tests' models are tiny.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+E2E_DIR = REPO_ROOT / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `--dist loadgroup` (`make test`): a module's tests share its fixtures, so they run on
+    one worker; the end-to-end tests share one session stack (`make up`), so they all run on one."""
+    for item in items:
+        path = Path(str(item.path))
+        group = "e2e" if E2E_DIR in path.parents else str(path.relative_to(REPO_ROOT))
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
