@@ -42,7 +42,7 @@ from benchmarks.measures import (
     tokenization_rate,
 )
 from benchmarks.report import report
-from benchmarks.sweep import run_sweep_workload, sweep_table
+from benchmarks.sweep import SweepSetup, run_sweep_workload, sweep_table
 from tasks.core.config import Params, parse_params
 from tasks.data.reading import read_frames
 from tasks.data.splitting import Splits
@@ -193,6 +193,10 @@ def main() -> None:
     )
     parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro re-run")
     parser.add_argument("--quick", action="store_true", help="small subsets: checks the harness, not speed")
+    parser.add_argument("--sweep-dataset", choices=["banking77", "sst2"], default="banking77")
+    parser.add_argument("--sweep-train-samples", type=int, default=None, help="sweep on N training rows")
+    parser.add_argument("--sweep-trials", type=int, default=12, help="trials of each sweep")
+    parser.add_argument("--sweep-pruners", default="median,none", help="one sweep per pruner, in order")
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -219,11 +223,19 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     names = args.workloads.split(",")
     table = ""
-    if "sweep" in names:  # its own table: pruned vs unpruned sweeps, not Refinery vs the plain script
+    if "sweep" in names:  # its own files: pruned vs unpruned sweeps, not Refinery vs the plain script
+        setup = SweepSetup(
+            args.sweep_dataset,
+            args.sweep_train_samples,
+            args.sweep_trials,
+            tuple(args.sweep_pruners.split(",")),
+        )
+        spec = workloads(args.quick)[setup.dataset]
         with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-            results["sweep"] = run_sweep_workload(Path(tmp), args.quick, env)
-        out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-        out.with_name(out.name + "-sweep.md").write_text(table := sweep_table(results["sweep"]))
+            sweep = run_sweep_workload(Path(tmp), args.quick, env, setup, spec)
+        named = out.with_name(f"{out.name}-sweep-{setup.dataset}")
+        named.with_suffix(".json").write_text(json.dumps({**results, "sweep": sweep}, indent=2))
+        named.with_suffix(".md").write_text(table := sweep_table(sweep))
     for name in (n for n in names if n != "sweep"):
         if name == "distributed":  # BANKING77 under each launcher (benchmarks/distributed.py)
             results["distributed"] = run_distributed(
