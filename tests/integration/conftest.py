@@ -54,8 +54,11 @@ def banking_sample(per_class: int = 50, split: str = "train") -> pd.DataFrame:
     return frame.groupby("category", group_keys=False).head(per_class).reset_index(drop=True)
 
 
-def tiny_params(tmp_path: Path, base_model: Path, train_csv: Path, **sections: dict[str, Any]) -> Path:
-    """A params.yaml for a run that takes seconds: tiny model, few steps, stores in tmp_path."""
+def tiny_params(
+    tmp_path: Path, base_model: Path, train_csv: Path, task: str | None = None, **sections: dict[str, Any]
+) -> Path:
+    """A params.yaml for a run that takes seconds: tiny model, few steps, stores in tmp_path; `task`
+    names the task type (None: the default, classification)."""
     raw: dict[str, Any] = {
         "data": {
             "name": "banking77-sample",
@@ -93,6 +96,8 @@ def tiny_params(tmp_path: Path, base_model: Path, train_csv: Path, **sections: d
     # (a deliberately invalid file, for the bad-input tests, is written as given)
     with contextlib.suppress(ValidationError):
         raw = Params.model_validate(raw).as_dict()
+    if task is not None:
+        raw = {**raw, "task": task}
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from tests.integration.conftest import tiny_params
 
@@ -43,7 +42,4 @@ def dpo_params(root: Path, model: Path, pairs: pd.DataFrame, **sections: dict[st
     }  # fmt: skip
     for section, values in sections.items():
         defaults.setdefault(section, {}).update(values)
-    written = tiny_params(root, model, path, **defaults)
-    raw = yaml.safe_load(written.read_text())
-    written.write_text(yaml.safe_dump({**raw, "task": "preference"}, sort_keys=False))
-    return written
+    return tiny_params(root, model, path, task="preference", **defaults)

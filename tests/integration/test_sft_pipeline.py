@@ -67,10 +67,7 @@ def sft_params(root: Path, model: Path, sample: pd.DataFrame, **sections: dict[s
     }
     for section, values in sections.items():
         defaults.setdefault(section, {}).update(values)
-    path = tiny_params(root, model, csv, **defaults)
-    raw = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**raw, "task": "causal_lm"}, sort_keys=False))
-    return path
+    return tiny_params(root, model, csv, task="causal_lm", **defaults)
 
 
 def test_lora_loss_falls_and_the_merged_model_generates(tmp_path: Path, tiny_lm: Path) -> None:

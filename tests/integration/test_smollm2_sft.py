@@ -11,7 +11,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 
 from flows.finetune import finetune
 from tasks.core.layout import RunLayout
@@ -26,10 +25,11 @@ def smollm2_params(root: Path) -> Path:
     """A causal-LM run on 32 BANKING77 instructions (4 intents): LoRA on all linear layers, 6 steps."""
     csv = root / "sample.csv"
     banking_sample(per_class=8).to_csv(csv, index=False)
-    path = tiny_params(
+    return tiny_params(
         root,
         Path(SMOLLM2),
         csv,
+        task="causal_lm",
         data={"test_fraction": 0.25},
         sft={"from_classification": True},
         train={
@@ -41,9 +41,6 @@ def smollm2_params(root: Path) -> Path:
         gate={"thresholds": {"exact_match": 0.0, "rouge_l": 0.0}, "maximums": {"perplexity": 1e9}},
         register={"model_name": "smollm2-sft"},
     )  # fmt: skip
-    raw = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**raw, "task": "causal_lm"}, sort_keys=False))
-    return path
 
 
 @pytest.mark.usefixtures("prefect_api", "mlflow_isolated")
