@@ -4,6 +4,7 @@ register), with the sweep's MLflow parent run in the registered version's lineag
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from tasks.steps.stage import announced
 from tasks.sweeps.search import SweepOutcome, default_study_name, run_search
 from tasks.sweeps.space import parse_space
 from tasks.task_types import load_task_params
+
+# Prefect checks the flow's parameters with a generated pydantic model whose base class has a
+# `register` attribute, and warns on every run; the parameter keeps its name (`--param register=false`).
+warnings.filterwarnings("ignore", message='Field name "register" in "SweepModel"', category=UserWarning)
 
 search_step = task(name="search", cache_policy=NO_CACHE)(announced("search", run_search))
 

@@ -30,7 +30,8 @@ Report = Callable[[int, float], None]
 
 
 class PruningReport(TrainerCallback):
-    """Reports the validation metric of each evaluation to the trial; stops training when pruned."""
+    """Reports the validation metric of each evaluation to the trial; stops training when pruned
+    (never at the last evaluation: the trial has finished, and completes with its value)."""
 
     def __init__(self, trial: optuna.Trial, metric: str, on_report: Report | None = None) -> None:
         self.trial, self.metric, self.on_report = trial, metric, on_report
@@ -53,6 +54,8 @@ class PruningReport(TrainerCallback):
         self.trial.report(float(value), step)
         if self.on_report is not None:
             self.on_report(step, float(value))
+        if state.max_steps and state.global_step >= state.max_steps:
+            return  # the last evaluation: training is over, pruning would save nothing and lose a result
         if self.trial.should_prune():
             self.pruned = True
             control.should_training_stop = True
