@@ -68,6 +68,14 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
             "format": "tsv",
             "max_train": 500 if quick else 4000,  # a fixed subset: SST-2 in full takes an hour here
         },
+        "emotion": {  # six emotions of English tweets (../shared/datasets/SOURCES.md); `text;label_name`
+            "train": str(SHARED / "emotion" / "train.txt"),
+            "test": str(SHARED / "emotion" / "test.txt"),
+            "label": "label_name",
+            "format": "csv",
+            "delimiter": ";",
+            "max_train": 500 if quick else 4000,
+        },
     }
 
 
@@ -82,6 +90,7 @@ def refinery_params(
         label_column=spec["label"],
         labels_path=None,
         format=spec["format"],
+        csv_delimiter=spec.get("delimiter"),
         max_train_samples=spec["max_train"],
     )
     # SST-2's public files repeat some sentences: tolerated here, as BANKING77's are by default
@@ -186,14 +195,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3, help="as params.yaml's train.epochs")
     parser.add_argument(
-        "--workloads", default="banking77,sst2,distributed", help="of banking77, sst2, distributed, sweep"
+        "--workloads",
+        default="banking77,sst2,distributed",
+        help="of banking77, sst2, emotion, distributed, sweep",
     )
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default=None, help="Refinery's train.precision"
     )
     parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro re-run")
     parser.add_argument("--quick", action="store_true", help="small subsets: checks the harness, not speed")
-    parser.add_argument("--sweep-dataset", choices=["banking77", "sst2"], default="banking77")
+    parser.add_argument("--sweep-dataset", choices=["banking77", "sst2", "emotion"], default="banking77")
     parser.add_argument("--sweep-train-samples", type=int, default=None, help="sweep on N training rows")
     parser.add_argument("--sweep-trials", type=int, default=12, help="trials of each sweep")
     parser.add_argument("--sweep-pruners", default="median,none", help="one sweep per pruner, in order")

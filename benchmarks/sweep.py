@@ -1,7 +1,7 @@
 """The `sweep` workload of `make bench`: the same trials with the median pruner and without pruning.
 
 On a workload of benchmarks/run.py (BANKING77 by default, `--sweep-dataset sst2` for a dataset the
-defaults were not chosen on), `refinery sweep --no-register` runs `--sweep-trials` trials of
+defaults were not chosen on, or `emotion`), `refinery sweep --no-register` runs `--sweep-trials` trials of
 params.yaml's `sweep.space` once per pruner (`--sweep-pruners`, default median and none), each in
 its own process and study, with the same seeded sampler. Reported for each: wall time, best
 validation accuracy and the trial counts; then the winner's params (of the first pruner's sweep)
@@ -39,10 +39,12 @@ def sweep_params(work: Path, quick: bool, setup: SweepSetup, spec: dict[str, Any
     raw: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"].update(
         train_path=spec["train"], test_path=spec["test"], label_column=spec["label"], labels_path=None,
-        format=spec["format"], max_train_samples=600 if quick else setup.train_samples,
-        max_test_samples=500 if quick else None,
+        format=spec["format"], csv_delimiter=spec.get("delimiter"),
+        max_train_samples=600 if quick else setup.train_samples, max_test_samples=500 if quick else None,
     )  # fmt: skip
-    if setup.dataset != "banking77":  # as benchmarks/run.py reads SST-2 (its public files repeat sentences)
+    if (
+        setup.dataset != "banking77"
+    ):  # as benchmarks/run.py reads the others (their public files repeat texts)
         raw["validate"].update(max_duplicate_fraction=0.05, allow_leakage=True, min_examples_per_class=2)
     raw["tokenize"]["cache_dir"] = str(work / "cache" / "tokenized")
     raw["train"].update(checkpoint_dir=str(work / "cache" / "checkpoints"), progress_bars=False)

@@ -127,6 +127,9 @@ def _quiet_prefect_notice() -> Iterator[None]:
 # Prefect gives its temporary local API 20 s to start; a busy 2-core machine needs longer, and a
 # run that fails before its first step helps nobody. A user's own setting still wins.
 EPHEMERAL_STARTUP = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# The temporary API's usage telemetry: on a machine without internet it prints an error line to the
+# console on every run. Off unless the user turned it on.
+EPHEMERAL_ANALYTICS = ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _start_prefect_api() -> threading.Thread | None:
@@ -147,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     from tasks.cli.console import console_session
 
     os.environ.setdefault(*EPHEMERAL_STARTUP)
+    os.environ.setdefault(*EPHEMERAL_ANALYTICS)
     overrides = parse_overrides(args.overrides)
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs")))
@@ -181,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "sweep":
             os.environ.setdefault(*EPHEMERAL_STARTUP)
+            os.environ.setdefault(*EPHEMERAL_ANALYTICS)
             return run_sweep_command(args, parse_overrides(args.overrides))
         handled = run_handler(args)
         if handled is not None:
