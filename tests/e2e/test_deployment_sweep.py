@@ -1,7 +1,7 @@
 """A sweep in team mode, as the README shows it: `prefect deployment run 'sweep/banking77'` on the
 served deployment searches, then sends only the winner to the gate and the registry; `refinery sweep`
 from a team member's shell resumes the same study to a larger total and, with `--no-register`,
-registers nothing."""
+registers nothing. (Named to run right after test_database.py, on the stack it leaves running.)"""
 
 from __future__ import annotations
 
