@@ -124,12 +124,19 @@ def _quiet_prefect_notice() -> Iterator[None]:
         notice.removeFilter(drop)
 
 
-# Prefect gives its temporary local API 20 s to start; a busy 2-core machine needs longer, and a
-# run that fails before its first step helps nobody. A user's own setting still wins.
-EPHEMERAL_STARTUP = ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-# The temporary API's usage telemetry: on a machine without internet it prints an error line to the
-# console on every run. Off unless the user turned it on.
-EPHEMERAL_ANALYTICS = ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Defaults for Prefect's temporary local API (a user's own setting still wins):
+EPHEMERAL_DEFAULTS = {
+    # it gets 20 s to start; a busy 2-core machine needs longer, and a run that fails before its
+    # first step helps nobody
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # its usage telemetry: on a machine without internet, an error line on the console every run
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def _ephemeral_api_defaults() -> None:
+    for name, value in EPHEMERAL_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def _start_prefect_api() -> threading.Thread | None:
@@ -149,8 +156,7 @@ def _start_prefect_api() -> threading.Thread | None:
 def _run(args: argparse.Namespace) -> int:
     from tasks.cli.console import console_session
 
-    os.environ.setdefault(*EPHEMERAL_STARTUP)
-    os.environ.setdefault(*EPHEMERAL_ANALYTICS)
+    _ephemeral_api_defaults()
     overrides = parse_overrides(args.overrides)
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs")))
@@ -184,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "sweep":
-            os.environ.setdefault(*EPHEMERAL_STARTUP)
-            os.environ.setdefault(*EPHEMERAL_ANALYTICS)
+            _ephemeral_api_defaults()
             return run_sweep_command(args, parse_overrides(args.overrides))
         handled = run_handler(args)
         if handled is not None:
