@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+import pandas as pd
 import yaml
 
 from benchmarks.measures import BIN, REPO, measured
@@ -105,7 +107,35 @@ def run_sweep_workload(
     winner = result[setup.pruners[0]]["best_params"]
     result["winner_test_accuracy"] = test_accuracy(work, params_path, "winner", winner, env)
     result["defaults_test_accuracy"] = test_accuracy(work, params_path, "defaults", {}, env)
+    result["winner_vs_defaults"] = paired_difference(
+        work / "defaults" / "eval" / "predictions.csv", work / "winner" / "eval" / "predictions.csv"
+    )
     return result
+
+
+def paired_difference(defaults_csv: Path, winner_csv: Path) -> dict[str, Any]:
+    """Winner minus defaults in test accuracy on the same rows: the project's paired bootstrap
+    (95 % interval, 2,000 resamples) and McNemar's exact p, so one draw is not read as a gain."""
+    from tasks.comparison.statistics import mcnemar_pairs, paired_bootstrap_scores
+
+    key = ["source_file", "source_row"]
+    defaults, winner = (pd.read_csv(p, keep_default_na=False) for p in (defaults_csv, winner_csv))
+    paired = defaults.merge(winner, on=key, suffixes=("_d", "_w"), validate="one_to_one")
+    if len(paired) != len(defaults) or len(paired) != len(winner):
+        raise ValueError(f"{winner_csv}: {len(winner)} test rows, {len(paired)} shared with {defaults_csv}")
+    right_d = (paired["prediction_d"].astype(str) == paired["label_d"].astype(str)).to_numpy()
+    right_w = (paired["prediction_w"].astype(str) == paired["label_w"].astype(str)).to_numpy()
+    boot = paired_bootstrap_scores(right_d.astype(np.float64), right_w.astype(np.float64), "accuracy", 2000)
+    test = mcnemar_pairs(right_d, right_w)
+    return {
+        "examples": len(paired),
+        "difference": boot.delta,
+        "low": boot.low,
+        "high": boot.high,
+        "defaults_only_right": test.champion_only,
+        "winner_only_right": test.challenger_only,
+        "mcnemar_p": test.p_exact,
+    }
 
 
 def _shown(params: dict[str, Any]) -> str:
@@ -134,4 +164,11 @@ def sweep_table(result: dict[str, Any]) -> str:
         row(f"best params ({pruners[0]})", [_shown(first["best_params"]), *blank]),
         row("test accuracy: winner / defaults", [tested, *blank]),
     ]
+    paired = result.get("winner_vs_defaults")
+    if paired:
+        shown = (
+            f"{100 * paired['difference']:+.2f} points [{100 * paired['low']:+.2f}, {100 * paired['high']:+.2f}],"
+            f" McNemar p = {paired['mcnemar_p']:.3g}"
+        )
+        lines.append(row("winner − defaults (95 % CI)", [shown, *blank]))
     return "\n".join(lines) + "\n"
