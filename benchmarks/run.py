@@ -244,7 +244,8 @@ def main() -> None:
         spec = workloads(args.quick)[setup.dataset]
         with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
             sweep = run_sweep_workload(Path(tmp), args.quick, env, setup, spec)
-        named = out.with_name(f"{out.name}-sweep-{setup.dataset}")
+        rows = f"-{setup.train_samples}rows" if setup.train_samples else ""  # one file per setup
+        named = out.with_name(f"{out.name}-sweep-{setup.dataset}{rows}")
         named.with_suffix(".json").write_text(json.dumps({**results, "sweep": sweep}, indent=2))
         named.with_suffix(".md").write_text(table := sweep_table(sweep))
     for name in (n for n in names if n != "sweep"):

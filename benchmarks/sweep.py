@@ -166,8 +166,9 @@ def sweep_table(result: dict[str, Any]) -> str:
     ]
     paired = result.get("winner_vs_defaults")
     if paired:
+        low, high = 100 * paired["low"], 100 * paired["high"]
         shown = (
-            f"{100 * paired['difference']:+.2f} points [{100 * paired['low']:+.2f}, {100 * paired['high']:+.2f}],"
+            f"{100 * paired['difference']:+.2f} points [{low:+.2f}, {high:+.2f}],"
             f" McNemar p = {paired['mcnemar_p']:.3g}"
         )
         lines.append(row("winner − defaults (95 % CI)", [shown, *blank]))

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import os
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +13,11 @@ from tasks.cli.garbage_collection import add_gc_command
 from tasks.cli.init import add_init_command
 from tasks.cli.lineage_commands import add_lineage_commands
 from tasks.cli.model_commands import add_model_commands, run_handler
+from tasks.cli.prefect_api import prefect_api
 from tasks.cli.sweep_command import add_sweep_command, run_sweep_command
 from tasks.core.config import ConfigError, parse_value
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout, new_run_dir
-from tasks.gating.decision import GateDecision
 from tasks.task_types import load_task_params
 
 DESCRIPTION = """\
@@ -93,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> str | None:
     from tasks.cli.summary import run_summary_text
+    from tasks.gating.decision import GateDecision
     from tasks.registry.registration import RegistrationResult
     from tasks.registry.tracking import effective_tracking_uri
 
@@ -111,19 +108,6 @@ def _summary(params_path: str, overrides: dict[str, Any], layout: RunLayout) -> 
     return run_summary_text(params, metrics, decision, registration, tracking_uri, training)
 
 
-@contextlib.contextmanager
-def _quiet_prefect_notice() -> Iterator[None]:
-    """Keep Prefect's "Starting temporary server" notice off the terminal (the console session,
-    which routes it to run.log, starts only after the libraries load)."""
-    notice = logging.getLogger("prefect")
-    drop = logging.Filter("no record")  # matches no logger name: drops the notices logged meanwhile
-    notice.addFilter(drop)
-    try:
-        yield
-    finally:
-        notice.removeFilter(drop)
-
-
 # Defaults for Prefect's temporary local API (a user's own setting still wins):
 EPHEMERAL_DEFAULTS = {
     # it gets 20 s to start; a busy 2-core machine needs longer, and a run that fails before its
@@ -139,20 +123,6 @@ def _ephemeral_api_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
-def _start_prefect_api() -> threading.Thread | None:
-    """Start Prefect's temporary local API in the background, while the pipeline's libraries load
-    (the flow would start it itself, only after them); None when a Prefect server is configured.
-    The flow then finds it started, and records the run in it as before."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return None
-    thread = threading.Thread(target=SubprocessASGIServer().start, name="prefect-api-start", daemon=True)
-    thread.start()  # a failed start leaves the server stopped: the flow starts it and reports why
-    return thread
-
-
 def _run(args: argparse.Namespace) -> int:
     from tasks.cli.console import console_session
 
@@ -161,19 +131,17 @@ def _run(args: argparse.Namespace) -> int:
     load_task_params(args.params, overrides)  # fail fast, before any Prefect or model start-up
     layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs")))
     error: RefineryError | None = None
-    with _quiet_prefect_notice():
-        prefect_api = _start_prefect_api()
+    with prefect_api() as api:  # starts on the other core while the pipeline's libraries load
         from flows.finetune import finetune  # before the session: library handlers bind to the terminal
 
-        if prefect_api is not None:
-            prefect_api.join()
-
-    with console_session(layout.run_log, verbose=args.verbose) as console:
-        console.print(f"Refinery run {layout.root} (all output: {layout.run_log})", soft_wrap=True)
-        try:
-            finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
-        except RefineryError as err:
-            error = err
+        if api is not None:
+            api.wait_until_healthy()
+        with console_session(layout.run_log, verbose=args.verbose) as console:
+            console.print(f"Refinery run {layout.root} (all output: {layout.run_log})", soft_wrap=True)
+            try:
+                finetune(params_path=args.params, overrides=overrides, workdir=str(layout.root))
+            except RefineryError as err:
+                error = err
     summary = _summary(args.params, overrides, layout)
     if summary:
         print(summary)

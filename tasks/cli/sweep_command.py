@@ -70,21 +70,25 @@ def summary_text(result: dict[str, Any]) -> str:
 def run_sweep_command(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """Run the `sweep` flow for `refinery sweep`; one line on a user error."""
     from tasks.cli.console import console_session
+    from tasks.cli.prefect_api import prefect_api
 
     overrides = sweep_overrides(args, overrides)
     parse_space(load_task_params(args.params, overrides))  # fail fast, before Prefect starts
     layout = RunLayout(Path(args.workdir) if args.workdir else new_run_dir(Path("runs"), "sweep-"))
-    from flows.sweep import sweep
-
     result: dict[str, Any] | None = None
     error: RefineryError | None = None
-    with console_session(layout.run_log, verbose=args.verbose) as console:
-        console.print(f"Refinery sweep {layout.root} (all output: {layout.run_log})", soft_wrap=True)
-        try:
-            result = sweep(params_path=args.params, overrides=overrides, workdir=str(layout.root),
-                           study=args.study, register=args.register)  # fmt: skip
-        except RefineryError as err:
-            error = err
+    with prefect_api() as api:  # starts on the other core while the pipeline's libraries load
+        from flows.sweep import sweep
+
+        if api is not None:
+            api.wait_until_healthy()
+        with console_session(layout.run_log, verbose=args.verbose) as console:
+            console.print(f"Refinery sweep {layout.root} (all output: {layout.run_log})", soft_wrap=True)
+            try:
+                result = sweep(params_path=args.params, overrides=overrides, workdir=str(layout.root),
+                               study=args.study, register=args.register)  # fmt: skip
+            except RefineryError as err:
+                error = err
     if result is not None:
         print(summary_text(result))
     if error is not None:

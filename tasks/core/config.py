@@ -132,6 +132,13 @@ class TrainConfig(_Section):
                 f"train.batch_size ({self.batch_size}) must be a multiple of train.distributed.processes"
                 f" x nodes ({ranks}): it is the global batch, split evenly across the processes"
             )
+        if self.lora.enabled and self.distributed.strategy == "fsdp":
+            # checked on an H200 (scripts/cuda_check.py): FSDP's state-dict hooks expect the adapter's
+            # base_layer weights that merging removes, so rank 0 failed to save after training
+            raise ValueError(
+                "train.distributed.strategy: fsdp cannot save a LoRA model (train.lora.enabled); "
+                "use ddp (each rank holds the frozen model, only the adapters are synced) or deepspeed"
+            )
         return self
 
 

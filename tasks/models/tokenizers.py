@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from tasks.core.errors import ModelSourceError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     """The model's fast tokenizer; slow (pure Python) tokenizers are refused."""
+    from transformers import AutoTokenizer  # transformers loads torch: only where a tokenizer is needed
+
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
     if not tokenizer.is_fast:
         raise ModelSourceError(f"train.base_model: {model_dir} has no fast tokenizer (tokenizer.json)")

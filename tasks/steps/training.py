@@ -18,7 +18,6 @@ from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.data.splitting import read_splits
 from tasks.models.base_models import base_model_dir
-from tasks.steps.training_ranks import train_launched
 from tasks.task_types import task_type_for
 from tasks.tokenization.cache import load_tokenized, tokenized_meta
 from tasks.training.checkpoints import checkpoint_key, keep_trained, reuse_trained, write_history
@@ -45,6 +44,8 @@ def run_step(params: Params, layout: RunLayout) -> dict[str, Any]:
         reused = reuse_trained(output_dir, layout, params.train)
         if reused is None:
             if params.train.distributed.launcher != "none":  # torchrun's or Ray's ranks; rank 0 writes
+                from tasks.steps.training_ranks import train_launched  # torch: only when training
+
                 summary = train_launched(params, layout, output_dir)
             else:
                 labels, tokenized = read_splits(layout).labels, load_tokenized(layout, in_memory=True)

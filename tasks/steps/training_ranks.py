@@ -62,8 +62,11 @@ def whole_model(trainer: Any) -> Iterator[None]:
     from torch.distributed.fsdp import FullyShardedDataParallel
 
     wrapped = trainer.model
+    # the full weights gathered on the CPU, so that a model larger than one GPU's share still fits;
+    # with one process FSDP runs unsharded (NO_SHARD), where torch refuses offload_to_cpu
+    sharded = torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
     with FullyShardedDataParallel.summon_full_params(
-        wrapped, writeback=False, rank0_only=True, offload_to_cpu=torch.cuda.is_available()
+        wrapped, writeback=False, rank0_only=True, offload_to_cpu=torch.cuda.is_available() and sharded
     ):
         trainer.model = trainer.accelerator.unwrap_model(wrapped)
         try:

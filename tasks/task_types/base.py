@@ -34,6 +34,9 @@ class TaskType(ABC):
     name: str
     metrics: tuple[str, ...]  # the headline test metrics, in the order summaries show them
     champion_metrics: tuple[str, ...]  # what gate.champion.metric may name; the first is `auto`'s
+    # its data contract reads the base model's tokenizer and config (token counts, context length):
+    # they are part of the key under which a finished validation is reused
+    validation_reads_model: bool = False
 
     def check_params(self, params: Params) -> None:
         """Refuse, with one line naming the key, params this task type cannot run."""

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.core.config import ValidateConfig
+from tasks.core.errors import DataValidationError
+
 _MD_ROWS_SHOWN = 100
 _VALUE_CHARS = 60
 
@@ -125,6 +128,12 @@ class ValidationResult:
             if len(o.offending) > _MD_ROWS_SHOWN:
                 lines.append(f"\n... {len(o.offending) - _MD_ROWS_SHOWN} more rows in the JSON result")
         return "\n".join(lines) + "\n"
+
+
+def check(result: ValidationResult, cfg: ValidateConfig) -> None:
+    """Stop the pipeline with one readable line when the data broke the suite."""
+    if not result.success:
+        raise DataValidationError(result.failure_message(cfg.max_failed_rows_shown))
 
 
 def write_report(result: ValidationResult, json_path: Path, md_path: Path) -> None:

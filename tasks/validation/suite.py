@@ -20,7 +20,6 @@ from great_expectations.core import ExpectationValidationResult
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from tasks.core.config import ValidateConfig
-from tasks.core.errors import DataValidationError
 from tasks.validation.report import ExpectationOutcome, OffendingRow, ValidationResult
 
 ROW = "source_row"
@@ -100,12 +99,6 @@ def duplicates_limit(cfg: ValidateConfig, what: str = "texts") -> Limit:
     return Limit("validate.max_duplicate_fraction", cfg.max_duplicate_fraction,
                  "{count} duplicate " + what + " ({share}) exceed {key} = {value}; "
                  "deduplicate the file or raise the limit")  # fmt: skip
-
-
-def check(result: ValidationResult, cfg: ValidateConfig) -> None:
-    """Stop the pipeline with one readable line when the data broke the suite."""
-    if not result.success:
-        raise DataValidationError(result.failure_message(cfg.max_failed_rows_shown))
 
 
 def file_batch(key: str, frame: pd.DataFrame, text: str, label: str) -> Batch:

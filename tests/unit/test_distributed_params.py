@@ -112,3 +112,13 @@ def test_the_checkpoint_key_has_the_world_size_not_the_launcher(tiny_model_dir: 
     assert torchrun == key(launcher="ray", processes=2, resources_per_worker={"CPU": 2})
     assert key() == key(launcher="torchrun") != torchrun  # one rank: the same weights as no launcher
     assert torchrun != key(launcher="torchrun", processes=2, strategy="fsdp")
+
+
+def test_fsdp_with_lora_is_refused_when_the_params_load() -> None:
+    """On a GPU, rank 0 could not save a LoRA model trained under FSDP (README, CUDA): refused up front."""
+    raw = {"train": {"lora": {"enabled": True}, "distributed": {"launcher": "torchrun", "strategy": "fsdp"}}}
+    with pytest.raises(ConfigError, match="train.distributed.strategy: fsdp cannot save a LoRA model") as err:
+        parse_params(raw)
+    assert "\n" not in str(err.value) and "use ddp" in str(err.value)
+    lora_ddp = {"train": {"lora": {"enabled": True}, "distributed": {"launcher": "torchrun", "strategy": "ddp"}}}
+    assert parse_params(lora_ddp).train.lora.enabled

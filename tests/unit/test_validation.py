@@ -11,8 +11,7 @@ import pytest
 from tasks.core.config import DataConfig, ValidateConfig
 from tasks.core.errors import DataValidationError
 from tasks.task_types.classification.validation import validate_frames
-from tasks.validation.report import ValidationResult, write_report
-from tasks.validation.suite import check
+from tasks.validation.report import ValidationResult, check, write_report
 from tests.conftest import REPO_ROOT
 
 DATA = DataConfig(text_column="text", label_column="label")

@@ -27,6 +27,7 @@ class CausalLMTask(TaskType):
     """Supervised fine-tuning of a causal LM on instruction or chat records (loss on responses)."""
 
     name = "causal_lm"
+    validation_reads_model = True
     metrics = ("exact_match", "rouge_l", "eval_loss", "perplexity", "not_a_label")
     champion_metrics = ("exact_match", "rouge_l")
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict
-from transformers import PreTrainedTokenizerBase
 
 from tasks.core.config import TokenizeConfig
 from tasks.core.hashing import code_version
 from tasks.data.splitting import Splits
 from tasks.models.tokenizers import load_tokenizer, model_max_length
+
+if TYPE_CHECKING:  # the libraries load when texts are tokenized: a cache hit only computes the key
+    from datasets import DatasetDict
+    from transformers import PreTrainedTokenizerBase
 
 
 def content_key(splits: Splits, cfg: TokenizeConfig) -> str:
@@ -51,6 +53,7 @@ def tokenize_splits(
     splits: Splits, tokenizer: PreTrainedTokenizerBase, max_length: int, cfg: TokenizeConfig
 ) -> DatasetDict:
     """Batched `datasets.map` over every split: input_ids, attention_mask (token_type_ids), labels."""
+    from datasets import Dataset, DatasetDict
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)

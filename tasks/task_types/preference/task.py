@@ -27,6 +27,7 @@ class PreferenceTask(TaskType):
     """Direct preference optimisation of a causal LM on (prompt, chosen, rejected) pairs."""
 
     name = "preference"
+    validation_reads_model = True
     metrics = ("preference_accuracy", "reward_margin", "logp_chosen", "logp_rejected")
     champion_metrics = ("preference_accuracy",)
 
