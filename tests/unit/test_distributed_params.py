@@ -120,5 +120,5 @@ def test_fsdp_with_lora_is_refused_when_the_params_load() -> None:
     with pytest.raises(ConfigError, match="train.distributed.strategy: fsdp cannot save a LoRA model") as err:
         parse_params(raw)
     assert "\n" not in str(err.value) and "use ddp" in str(err.value)
-    lora_ddp = {"train": {"lora": {"enabled": True}, "distributed": {"launcher": "torchrun", "strategy": "ddp"}}}
-    assert parse_params(lora_ddp).train.lora.enabled
+    ddp = {"launcher": "torchrun", "strategy": "ddp"}
+    assert parse_params({"train": {"lora": {"enabled": True}, "distributed": ddp}}).train.lora.enabled
