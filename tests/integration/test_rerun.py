@@ -1,6 +1,7 @@
-"""A re-run with nothing changed: the finished training, evaluation and champion comparison are
-reused, the same weights are not registered a second time (the console says which version holds
-them) and the result is the first run's; other test data or evaluation params are scored again."""
+"""A re-run with nothing changed: the finished validation, training, evaluation and champion
+comparison are reused, the same weights are not registered a second time (the console says which
+version holds them) and the result is the first run's; other test data or evaluation params are
+scored again."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def test_a_rerun_reuses_training_evaluation_and_comparison_and_registers_nothing
     first, again = tmp_path / "first", tmp_path / "again"
     key = (first / "eval" / "reuse_key.txt").read_text().strip()
     assert f"reused evaluation {key}" in (again / "run.log").read_text()
+    # the data contract is not run again either: its report is the first run's, reused by content
+    assert "validate: reused validation" in (again / "run.log").read_text()
+    assert (again / "validation" / "result.json").read_text() == (
+        first / "validation" / "result.json"
+    ).read_text()
     for name in RESULTS:  # the same metrics, predictions, gate decision and registered version
         assert (again / name).read_text() == (first / name).read_text(), name
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
