@@ -53,7 +53,10 @@ except PrefectApiError as err:
 def _python(script: str, tmp_path: Path, **env: str) -> str:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     base.update(PYTHONPATH=str(REPO_ROOT), PREFECT_HOME=str(tmp_path / "prefect"), **env)
+    # as `refinery run` sets them (tasks.cli.main.EPHEMERAL_DEFAULTS): Prefect's own 20 s to start is
+    # too short for a 2-core machine that is training in the other test worker
     base.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    base.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO_ROOT, env=base, capture_output=True, text=True, timeout=300
     )
