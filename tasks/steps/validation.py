@@ -48,12 +48,22 @@ def validation_code(task_type: TaskType) -> str:
     return code_version(*sources)
 
 
+def _cells_hash(frame: pd.DataFrame) -> bytes:
+    """pandas' hash of every cell; cells pandas cannot hash (lists, dicts of a nested JSONL or Parquet
+    column, which the data contract then refuses) by their repr, which keeps None apart from "None"."""
+    try:
+        return pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    except (TypeError, ValueError):
+        shown = frame.apply(lambda column: column.map(repr) if column.dtype == object else column)
+        return pd.util.hash_pandas_object(shown, index=True).to_numpy().tobytes()
+
+
 def frames_fingerprint(frames: dict[str, pd.DataFrame]) -> list[list[str]]:
     """Each frame's role, columns, dtypes and a hash of every cell (with `source_file`/`source_row`,
     so a moved row is another input)."""
     hashed = []
     for role, frame in sorted(frames.items()):
-        cells = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+        cells = _cells_hash(frame)
         cells_hash = hashlib.sha256(cells).hexdigest()
         hashed.append([role, *map(str, frame.columns), *map(str, frame.dtypes), cells_hash])
     return hashed

@@ -35,3 +35,20 @@ def test_the_key_follows_the_data_and_the_validate_params_only(tmp_path: Path) -
     # training and registry settings do not judge data: a run with another seed reuses the validation
     other = parse_params({"train": {"seed": 7, "learning_rate": 1e-5}, "register": {"model_name": "x"}})
     assert validation_key(_frames(texts), other, layout) == key
+
+
+def test_nested_cells_have_a_key_too(tmp_path: Path) -> None:
+    """A nested JSONL/Parquet column cannot be hashed by pandas; the contract refuses it, so the key
+    must not fail first."""
+    layout, params = RunLayout(tmp_path / "run"), parse_params({})
+    nested = _frames(["a text", "b text"])
+    nested["train"]["text"] = [{"t": "a text"}, ["b", "text"]]
+    key = validation_key(nested, params, layout)
+    other = _frames(["a text", "b text"])
+    other["train"]["text"] = [{"t": "a text!"}, ["b", "text"]]
+    assert validation_key(other, params, layout) != key
+    none_or_text = _frames(["x", "y"])
+    none_or_text["train"]["text"] = [None, {"t": 1}]
+    as_text = _frames(["x", "y"])
+    as_text["train"]["text"] = ["None", {"t": 1}]
+    assert validation_key(none_or_text, params, layout) != validation_key(as_text, params, layout)
