@@ -70,11 +70,14 @@ def frames_fingerprint(frames: dict[str, pd.DataFrame]) -> list[list[str]]:
 
 
 def validation_key(frames: dict[str, pd.DataFrame], params: Params, layout: RunLayout) -> str:
-    """What makes two validations the same: the data as read, the params and code that judge it,
-    the library versions and, where the contract reads it, the base model's tokenizer and config."""
+    """What makes two validations the same: the data as read, the labels file's bytes, the params and
+    code that judge it, the library versions and, where the contract reads it, the base model's
+    tokenizer and config."""
     task_type = task_type_for(params)
     settings = {name: value for name, value in params.as_dict().items() if name in _SHAPED_BY}
     libraries = ["great_expectations", "pandas"]
+    labels = params.data.labels_path  # the known label set (classification): read by the contract
+    known = fingerprint_files(Path(labels).parent, [Path(labels).name]) if labels else ""
     model = ""
     if task_type.validation_reads_model:
         settings["base_model"] = params.train.base_model
@@ -83,6 +86,7 @@ def validation_key(frames: dict[str, pd.DataFrame], params: Params, layout: RunL
     return content_key(
         settings,
         frames_fingerprint(frames),
+        known,
         model,
         validation_code(task_type),
         [version(name) for name in libraries],

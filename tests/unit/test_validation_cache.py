@@ -52,3 +52,14 @@ def test_nested_cells_have_a_key_too(tmp_path: Path) -> None:
     as_text = _frames(["x", "y"])
     as_text["train"]["text"] = ["None", {"t": 1}]
     assert validation_key(none_or_text, params, layout) != validation_key(as_text, params, layout)
+
+
+def test_an_edited_labels_file_is_validated_again(tmp_path: Path) -> None:
+    """data.labels_path is read by the contract (labels must be among them): its bytes are in the key."""
+    labels = tmp_path / "labels.json"
+    labels.write_text('["a", "b"]')
+    layout, params = RunLayout(tmp_path / "run"), parse_params({"data": {"labels_path": str(labels)}})
+    frames = _frames(["one", "two"])
+    key = validation_key(frames, params, layout)
+    labels.write_text('["a", "c"]')
+    assert validation_key(frames, params, layout) != key
