@@ -123,10 +123,13 @@ def run_search(
     study = open_study(params, study_name, grid, pruner)
     tracking = SweepTracking(params, study)
     parent = tracking.start()
-    for stale in interrupted_trials(study):
+    stale_trials = interrupted_trials(study)
+    left_running = tracking.running_children(parent) if stale_trials else {}
+    for stale in stale_trials:
         fail_interrupted(study, stale)
-        if CHILD_ATTR in stale.user_attrs:
-            tracking.end_trial(str(stale.user_attrs[CHILD_ATTR]), "KILLED")
+        child = stale.user_attrs.get(CHILD_ATTR) or left_running.get(stale.number)
+        if child is not None:
+            tracking.end_trial(str(child), "KILLED")
     remaining = max(0, params.sweep.trials - counted(study))
     log.info("sweep %s: %d trial(s) to run of %d", study_name, remaining, params.sweep.trials)
     if remaining:

@@ -77,6 +77,17 @@ class SweepTracking:
         trial.set_user_attr(CHILD_ATTR, run.info.run_id)
         return str(run.info.run_id)
 
+    def running_children(self, parent: str) -> dict[int, str]:
+        """Trial number -> run id of `parent`'s child runs still RUNNING: a sweep killed between a
+        child's creation and `start_trial` recording it on the trial leaves one the trial cannot name."""
+        client = self.client
+        exp = client.get_run(parent).info.experiment_id
+        runs = client.search_runs(
+            [exp], filter_string=f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
+        )
+        number = "optuna.trial_number"
+        return {int(r.data.tags[number]): r.info.run_id for r in runs if number in r.data.tags}
+
     def log_evaluation(self, run_id: str, step: int, value: float) -> None:
         """The validation metric of one evaluation (step: the evaluation's number)."""
         client = self.client

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from tasks.core.layout import RunLayout
 from tasks.data.splitting import read_splits
 from tasks.steps import tokenization, validation
 from tasks.sweeps.search import run_search
-from tasks.sweeps.study import storage_url
+from tasks.sweeps.study import OWNER_ATTR, open_study, storage_url
+from tasks.sweeps.tracking import SweepTracking
 from tasks.task_types import load_task_params
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import tiny_params
@@ -190,6 +192,33 @@ def test_a_killed_sweep_resumes_to_its_total(tmp_path: Path, tiny_base_model: Pa
     children = _children(client, found.parent_run_id)  # the resumed sweep logs to the same parent
     assert sum(c.info.status == "FINISHED" for c in children) == 4
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+
+
+def test_a_trial_killed_before_it_named_its_run_has_that_run_ended_on_resume(
+    tmp_path: Path, tiny_base_model: Path, sample_csv: Path
+) -> None:
+    """The window a kill can hit (seen once in CI): the trial's MLflow child run is created, but the
+    process dies before the trial records the run's id; the resumed sweep finds it by trial number."""
+    params = load_task_params(_params(tmp_path, tiny_base_model, sample_csv, trials=1))
+    layout = RunLayout(tmp_path / "sweep")
+    validation.run_step(params, layout)
+    tokenization.run_step(params, layout)
+    study = open_study(params, "window", {})
+    parent = SweepTracking(params, study).start()
+    trial = study.ask()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{gone.pid}")  # its sweep process is gone
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tags = {"mlflow.parentRunId": parent, "optuna.trial_number": str(trial.number)}
+    orphan = client.create_run(client.get_run(parent).info.experiment_id, run_name="trial 0", tags=tags)
+
+    found = run_search(params, layout, "window")
+
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    assert found.counts["complete"] == 1 and found.parent_run_id == parent
+    children = _children(client, parent)
+    assert {c.info.status for c in children} == {"FINISHED", "KILLED"}
 
 
 def test_parallel_trials_share_one_study(tmp_path: Path, tiny_base_model: Path, sample_csv: Path) -> None:
