@@ -15,7 +15,15 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from tasks.core.errors import ConfigError
-from tasks.core.sections import CacheConfig, DistributedConfig, PreferenceConfig, SweepConfig, _Section
+from tasks.core.sections import (
+    CacheConfig,
+    DistributedConfig,
+    MultiLabelConfig,
+    PreferenceConfig,
+    SweepConfig,
+    TokenClassificationConfig,
+    _Section,
+)
 
 
 class DataConfig(_Section):
@@ -25,10 +33,13 @@ class DataConfig(_Section):
     license: str | None = None  # the data's licence and attribution, for the model card; null: not stated
     train_path: str = "data/banking77/train.csv"
     test_path: str | None = "data/banking77/test.csv"  # null: split test_fraction off train
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"  # json: array or JSON Lines
+    # json: array or JSON Lines; conll: token classification's one token and tag per line
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conll"] = "auto"
     csv_delimiter: str | None = None  # null: "," for csv, tab for tsv
     text_column: str = "text"
     label_column: str = "label"
+    text_pair_column: str | None = None  # the second text of a pair (sequence_classification, regression)
+    label_delimiter: str = ","  # multi_label_classification: separates the labels of a CSV/TSV cell
     labels_path: str | None = None  # a JSON list of label names in id order; null: from train
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # of train, for early stopping
@@ -57,6 +68,8 @@ class TokenizeConfig(_Section):
     batch_size: int = Field(1000, gt=0)
     num_proc: int | None = Field(None, gt=0)
     cache_dir: str = ".cache/refinery/tokenized"
+    # text pairs: longest_first cuts the longer text first; only_second never cuts the first text
+    truncation: Literal["longest_first", "only_second"] = "longest_first"
 
 
 class SftConfig(_Section):
@@ -110,7 +123,8 @@ class TrainConfig(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     torch_compile: bool = False  # torch.compile the model: pays off on CUDA for long runs
     early_stopping_patience: int | None = Field(2, ge=1)  # evaluations without gain; null: off
-    metric_for_best_model: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = "accuracy"
+    # a validation metric of the task type (its check_params lists them); loss and errors: minimised
+    metric_for_best_model: str = "accuracy"
     eval_strategy: Literal["epoch", "steps"] = "epoch"
     eval_steps: int | None = Field(None, gt=0)
     logging_steps: int = Field(50, gt=0)
@@ -221,6 +235,8 @@ class Params(_Section):
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     sft: SftConfig = SftConfig()
     preference: PreferenceConfig = PreferenceConfig()
+    multi_label: MultiLabelConfig = MultiLabelConfig()
+    token_classification: TokenClassificationConfig = TokenClassificationConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

@@ -100,3 +100,20 @@ class PreferenceConfig(_Section):
         if short is not None and long is not None and short >= long:
             raise ValueError("preference.max_prompt_length must be below preference.max_length")
         return self
+
+
+class MultiLabelConfig(_Section):
+    """`task: multi_label_classification`: how labels are decided and which label sets are accepted."""
+
+    threshold: Literal["global", "per_label"] = "global"  # chosen on validation to maximise F1 (micro / per label)
+    default_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # used when there is no validation split
+    allow_empty: bool = True  # rows with no label at all (none applies) are valid examples
+
+
+class TokenClassificationConfig(_Section):
+    """`task: token_classification`: the record fields and the tag scheme of entity tagging."""
+
+    tokens_field: str = "tokens"  # JSONL/Parquet: a list of tokens per sentence
+    tags_field: str = "tags"  # JSONL/Parquet: a list of tags, one per token
+    scheme: Literal["IOB2", "IOE2", "IOBES", "BILOU"] = "IOB2"  # seqeval's scheme for strict scoring
+    mode: Literal["strict", "default"] = "strict"  # strict: an entity counts only with a valid scheme

@@ -17,11 +17,11 @@ import optuna
 from optuna.trial import TrialState
 
 from tasks.core.config import Params, SweepConfig
+from tasks.metrics import LOWER_IS_BETTER
 
 STORAGE_ENV = "REFINERY_SWEEP_STORAGE"  # the team database's URL wins over sweep.storage
 OWNER_ATTR = "owner"  # host:pid of the process running a trial
 INTERRUPTED_ATTR = "interrupted"
-LOWER_IS_BETTER = {"loss", "perplexity"}
 
 
 def storage_url(params: Params) -> str:

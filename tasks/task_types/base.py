@@ -37,6 +37,8 @@ class TaskType(ABC):
     # its data contract reads the base model's tokenizer and config (token counts, context length):
     # they are part of the key under which a finished validation is reused
     validation_reads_model: bool = False
+    # what train.metric_for_best_model may name (validation metrics and loss); empty: the task type checks
+    selection_metrics: tuple[str, ...] = ()
 
     def check_params(self, params: Params) -> None:
         """Refuse, with one line naming the key, params this task type cannot run."""
@@ -46,6 +48,25 @@ class TaskType(ABC):
             raise ConfigError(
                 f"gate.champion.metric must be {allowed} when task is {self.name}, got {metric!r}"
             )
+        selection = params.train.metric_for_best_model
+        if self.selection_metrics and selection not in self.selection_metrics:
+            allowed = ", ".join(self.selection_metrics)
+            raise ConfigError(
+                f"train.metric_for_best_model must be one of {allowed} when task is {self.name}, "
+                f"got {selection!r}"
+            )
+
+    def check_gate_metrics(self, params: Params) -> None:
+        """Refuse gate bounds on metrics this task type never reports (a copied threshold such as
+        `accuracy` under `task: regression` would fail every run)."""
+        known = {*self.metrics, "n_test"}
+        for key, bounds in (("gate.thresholds", params.gate.thresholds), ("gate.maximums", params.gate.maximums)):
+            unknown = sorted(set(bounds) - known)
+            if unknown:
+                raise ConfigError(
+                    f"{key}.{unknown[0]}: task {self.name} reports no such metric; "
+                    f"its metrics are {', '.join(self.metrics)}"
+                )
 
     def champion_metric(self, params: Params) -> str:
         """The metric the champion comparison bootstraps (`gate.champion.metric`, `auto` resolved)."""

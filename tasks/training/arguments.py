@@ -19,6 +19,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArgumen
 from tasks.core.config import DistributedConfig, TrainConfig
 from tasks.core.errors import ConfigError
 from tasks.core.files import read_json
+from tasks.metrics import LOWER_IS_BETTER
 from tasks.training.accelerator_state import configured_state_values
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -
         save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=best is not None,
         metric_for_best_model=best,
-        greater_is_better=None if best is None else cfg.metric_for_best_model != "loss",
+        greater_is_better=None if best is None else cfg.metric_for_best_model not in LOWER_IS_BETTER,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         tf32=True if cuda_has_tf32() else None,  # fp32 matmuls on tensor cores (Ampere and newer)

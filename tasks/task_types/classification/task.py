@@ -28,6 +28,7 @@ class ClassificationTask(TaskType):
     name = "sequence_classification"
     metrics = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
     champion_metrics = ("accuracy", "f1_macro")
+    selection_metrics = ("accuracy", "f1_macro", "f1_weighted", "loss")
 
     def validate(self, frames: dict[str, pd.DataFrame], params: Params) -> ValidationResult:
         from tasks.task_types.classification.records import label_names, normalise_labels, require_flat_values
