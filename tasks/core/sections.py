@@ -105,7 +105,8 @@ class PreferenceConfig(_Section):
 class MultiLabelConfig(_Section):
     """`task: multi_label_classification`: how labels are decided and which label sets are accepted."""
 
-    threshold: Literal["global", "per_label"] = "global"  # chosen on validation to maximise F1 (micro / per label)
+    # the decision threshold, chosen on validation to maximise F1: one for all labels, or one per label
+    threshold: Literal["global", "per_label"] = "global"
     default_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # used when there is no validation split
     allow_empty: bool = True  # rows with no label at all (none applies) are valid examples
 

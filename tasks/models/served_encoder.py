@@ -1,7 +1,7 @@
 """A fine-tuned encoder served as an MLflow "model from code": text pairs, multi-label, regression and
 token classification, whose outputs a transformers pipeline does not give in the task's shape.
 
-MLflow logs this file itself (`python_model=<this path>`, `tasks.models.serving.log_served_encoder`);
+MLflow logs this file itself (`python_model=<this path>`, `tasks.registry.serving.log_served_encoder`);
 `model_config["kind"]` says what `predict` returns for each input row:
 
 - `single_label`: `label`, `score` (softmax of the best class);
@@ -52,7 +52,11 @@ class ServedEncoder(PythonModel):
     decision rule (thresholds, target scale) from the logged `model_config`."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoModelForTokenClassification,
+            AutoTokenizer,
+        )
 
         self.config: dict[str, Any] = dict(context.model_config or {})
         path = context.artifacts["model"]
@@ -93,7 +97,8 @@ class ServedEncoder(PythonModel):
         with torch.inference_mode():
             logits = self.model(**encoded).logits.float()
         if kind == "regression":
-            scale, shift = float(self.config.get("target_std", 1.0)), float(self.config.get("target_mean", 0.0))
+            scale = float(self.config.get("target_std", 1.0))
+            shift = float(self.config.get("target_mean", 0.0))
             return pd.DataFrame({"prediction": (logits[:, 0] * scale + shift).numpy().astype(np.float64)})
         if kind == "multi_label":
             probs = torch.sigmoid(logits).numpy()
@@ -102,7 +107,10 @@ class ServedEncoder(PythonModel):
             return pd.DataFrame(
                 {
                     "labels": [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen],
-                    "scores": [[round(float(p), 4) for p in prob[row]] for prob, row in zip(probs, chosen, strict=True)],
+                    "scores": [
+                        [round(float(p), 4) for p in prob[row]]
+                        for prob, row in zip(probs, chosen, strict=True)
+                    ],
                 }
             )
         best_prob, best_id = torch.softmax(logits, dim=-1).max(dim=-1)

@@ -60,7 +60,8 @@ class TaskType(ABC):
         """Refuse gate bounds on metrics this task type never reports (a copied threshold such as
         `accuracy` under `task: regression` would fail every run)."""
         known = {*self.metrics, "n_test"}
-        for key, bounds in (("gate.thresholds", params.gate.thresholds), ("gate.maximums", params.gate.maximums)):
+        gate = params.gate
+        for key, bounds in (("gate.thresholds", gate.thresholds), ("gate.maximums", gate.maximums)):
             unknown = sorted(set(bounds) - known)
             if unknown:
                 raise ConfigError(

@@ -23,6 +23,8 @@ def test_repository_params_parse_and_match_defaults(repo_root: Path) -> None:
         "validate",
         "sft",
         "preference",
+        "multi_label",
+        "token_classification",
         "tokenize",
         "train",
         "evaluate",

@@ -16,7 +16,7 @@ from mlflow.types.schema import ColSpec, Schema
 from tasks.core.layout import RunLayout
 from tasks.registry.registration import pip_requirements
 
-SERVED_MODEL = Path(__file__).with_name("served_encoder.py")
+SERVED_MODEL = Path(__file__).parents[1] / "models" / "served_encoder.py"
 KINDS = ("single_label", "multi_label", "regression", "token_classification")
 
 
