@@ -66,7 +66,12 @@ def _predict(args: argparse.Namespace) -> int:
 
     with tracking_to(tracking_uri(args)):  # models:/ URIs resolve against this registry
         result = predict_file(
-            args.model, Path(args.input), Path(args.output), args.text_column, args.batch_size
+            args.model,
+            Path(args.input),
+            Path(args.output),
+            args.text_column,
+            args.batch_size,
+            pair_column=args.text_pair_column,
         )
     print(result.message())
     return 0
@@ -151,9 +156,11 @@ def add_model_commands(commands: Any) -> None:
         "predict",
         _predict,
         "score a file of texts with a registered model",
-        "Label every row of a CSV/TSV/JSONL/Parquet file in batches, with a progress bar. The output "
-        "(format from its extension) has the input's columns plus 'label' (the predicted label name) "
-        "and 'confidence' (its softmax score). Texts longer than the model's maximum are truncated.",
+        "Score every row of a CSV/TSV/JSONL/Parquet file in batches, with a progress bar. The output "
+        "(format from its extension) has the input's columns plus the model's answer: 'label' and "
+        "'confidence' (a classifier), 'labels' and 'scores' (multi-label), 'prediction' (regression) "
+        "or 'entities' (token classification: typed spans with character offsets). Texts longer "
+        "than the model's maximum are truncated.",
     )
     predict.add_argument(
         "--model",
@@ -167,6 +174,12 @@ def add_model_commands(commands: Any) -> None:
     predict.add_argument("--output", required=True, metavar="FILE", help="where to write the predictions")
     predict.add_argument(
         "--text-column", default="text", metavar="NAME", help="column of texts (default: text)"
+    )
+    predict.add_argument(
+        "--text-pair-column",
+        default=None,
+        metavar="NAME",
+        help="column of the second texts, for a model of text pairs",
     )
     predict.add_argument(
         "--batch-size", default=64, type=_positive, metavar="N", help="texts per forward pass (default: 64)"

@@ -23,7 +23,7 @@ from tasks.task_types import TaskType, task_type_for
 EVALUATIONS = "evaluate"  # the evaluations' folder under `evaluate.cache_dir`
 KEY_FILE = "reuse_key.txt"  # in eval/: the key the evaluation was made (or reused) under
 # the params sections that shape an evaluation
-_SCORED_BY = ("task", "sft", "preference", "tokenize", "evaluate")
+_SCORED_BY = ("task", "sft", "preference", "multi_label", "token_classification", "tokenize", "evaluate")
 _METRICS_CODE = Path(__file__).parents[1] / "metrics"
 log = logging.getLogger(STEP_LOGGER)
 

@@ -32,7 +32,16 @@ from tasks.validation.report import ValidationResult, check, write_report
 
 VALIDATIONS = "validate"  # the validations' folder under `evaluate.cache_dir`
 # the params sections that shape a validation (train.base_model too, for task types that read it)
-_SHAPED_BY = ("task", "data", "validate", "sft", "preference", "tokenize")
+_SHAPED_BY = (
+    "task",
+    "data",
+    "validate",
+    "sft",
+    "preference",
+    "multi_label",
+    "token_classification",
+    "tokenize",
+)
 _SHARED_CODE = [Path(__file__).parents[1] / name for name in ("validation", "data")]
 log = logging.getLogger(STEP_LOGGER)
 
