@@ -60,7 +60,7 @@ format: setup  ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix .
 
 test: data lint  ## lint, then the unit, integration and end-to-end tests
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=40 $(PYTEST_ARGS)
 
 up: setup  ## team mode: PostgreSQL, Prefect + MLflow servers, the served deployments and a process-pool worker on 127.0.0.1 (DB=sqlite: no PostgreSQL; RAY=1: a Ray head too; ONLY=prefect,mlflow: those services alone)
 	RAY=$(RAY) REFINERY_DB=$(DB) $(BIN)/python -m infra.stack up $(if $(ONLY),--only $(ONLY))
