@@ -25,6 +25,7 @@ from tests.conftest import REPO_ROOT
 from tests.fixtures import build_tiny_classifier
 from tests.integration.conftest import SAMPLE_CLASSES, banking_sample, tiny_params
 from tests.integration.preference import REJECTED, dpo_params, preference_pairs
+from tests.integration.task_examples import EXAMPLES, example_params
 
 MODEL_NAME = "tiny-intent-e2e"
 DPO_MODEL_NAME = "tiny-dpo-e2e"
@@ -123,8 +124,9 @@ def _dpo_params(team: TeamStack) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(team_stack: TeamStack) -> list[TrainedRun]:
-    """Three trainings submitted at once to the served deployment: two classifications and one DPO
-    (another params file, as a user would pass it); all must complete."""
+    """Trainings submitted at once to the served deployment: two classifications, one DPO (another
+    params file, as a user would pass it) and one of each newer task type from its example params
+    file (text pairs, regression, multi-label, token classification); all must complete."""
     team_stack.make("up")
     base = build_tiny_classifier(team_stack.home / "tiny-base", ["x", "y"])
     train_csv = team_stack.home / "train.csv"
@@ -136,6 +138,10 @@ def trained(team_stack: TeamStack) -> list[TrainedRun]:
         (params, '{"train.max_steps": 20}', MODEL_NAME),
         (params, '{"train.max_steps": 12, "train.learning_rate": 0.001}', MODEL_NAME),
         (_dpo_params(team_stack), '{"train.max_steps": 2}', DPO_MODEL_NAME),
+        *(
+            (example_params(name, team_stack.home / Path(name).stem, base), "{}", f"tiny-{Path(name).stem}")
+            for name in EXAMPLES
+        ),
     ]
     workdirs = [team_stack.home / f"run-{i}" for i in range(len(submitted))]
     runs = [deployment_run(team_stack, p, o, w) for (p, o, _), w in zip(submitted, workdirs, strict=True)]

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from flows.finetune import TRAINING_LIMIT
 from infra.processes import ProcessRecord, owned_processes, port_in_use, start_group, stop_groups
 from infra.stack import HOST, OWNER_ENV, READY_DEPLOYMENT, owner, services
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import DEPLOYMENT, DPO_MODEL_NAME, MODEL_NAME, TeamStack, TrainedRun, free_port
 from tests.integration.conftest import SAMPLE_CLASSES
+from tests.integration.task_examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +71,12 @@ def test_deployment_run_trains_on_the_served_process_and_registers_on_the_server
     dpo = client.get_run(client.get_model_version_by_alias(DPO_MODEL_NAME, "challenger").run_id).data
     assert dpo.params["task"] == "preference" and dpo.params["train.max_steps"] == "2"
     assert 0.0 <= dpo.metrics["test_preference_accuracy"] <= 1.0 and "test_reward_margin" in dpo.metrics
+    # each newer task type's example params file ran as its task, registered with its own metric
+    for name, metric in EXAMPLES.items():
+        stem = Path(name).stem
+        recorded = client.get_run(client.get_model_version_by_alias(f"tiny-{stem}", "challenger").run_id).data
+        task = yaml.safe_load((REPO_ROOT / name).read_text(encoding="utf-8"))["task"]
+        assert recorded.params["task"] == task and f"test_{metric}" in recorded.metrics, name
 
 
 def test_training_limit_keeps_the_trainings_apart(stack_up: TeamStack, trained: list[TrainedRun]) -> None:
