@@ -1,7 +1,8 @@
 """Reading the user's data files into data frames, whatever the task type.
 
 Reading keeps every column as written plus `source_file` and `source_row` (1-based data row,
-header excluded) so that validation can point at the exact row of a bad value.
+header excluded; for a CoNLL file, the line a sentence starts on) so that validation can point at
+the exact row of a bad value.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ import pandas as pd
 from tasks.core.config import DataConfig
 from tasks.core.errors import DataError
 
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".conll": "conll",
+    ".bio": "conll",
+    ".iob": "conll",
+}
+CONLL_COLUMNS = ("tokens", "tags")  # the columns a CoNLL file is read into: one list of each per sentence
+_DOCSTART = "-DOCSTART-"
 _PANDAS_BAD_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
@@ -95,6 +107,36 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _read_conll(path: Path, text: str) -> tuple[pd.DataFrame, list[int]]:
+    """CoNLL-style `token ... tag` lines (blank-separated: the token is the first field, the tag the
+    last, so CoNLL-2003's four columns read too), one row per sentence; `-DOCSTART-` lines end a
+    sentence and are skipped. Also returns the line each sentence starts on."""
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    starts: list[int] = []
+    words: list[str] = []
+    labels: list[str] = []
+    for number, line in enumerate([*text.splitlines(), ""], start=1):
+        fields = line.split()
+        if not fields or fields[0] == _DOCSTART:
+            if words:
+                tokens.append(words)
+                tags.append(labels)
+                words, labels = [], []
+            continue
+        if len(fields) < 2:
+            raise DataError(
+                f"{path}: line {number}: expected a token and its tag separated by blanks, got {line!r}"
+            )
+        if not words:
+            starts.append(number)
+        words.append(fields[0])
+        labels.append(fields[-1])
+    if not tokens:
+        raise DataError(f"{path}: no sentences (one 'token tag' per line, a blank line between sentences)")
+    return pd.DataFrame({CONLL_COLUMNS[0]: tokens, CONLL_COLUMNS[1]: tags}), starts
+
+
 def _records_frame(path: Path, records: list[object], where: str) -> pd.DataFrame:
     """A JSON array of objects as a frame; a non-object names its 1-based record number."""
     for number, record in enumerate(records, start=1):
@@ -134,6 +176,7 @@ def read_table(
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     fmt = detect_format(path, fmt)
+    lines: list[int] | None = None  # CoNLL: the line each sentence starts on, its `source_row`
     if fmt == "parquet":
         try:
             frame = pd.read_parquet(path)
@@ -143,6 +186,8 @@ def read_table(
         text = _decode_utf8(path)
         if fmt == "jsonl":
             frame = _read_jsonl(path, text)
+        elif fmt == "conll":
+            frame, lines = _read_conll(path, text)
         elif fmt == "json":
             frame = _read_json(path, text, split)
         else:
@@ -151,7 +196,7 @@ def read_table(
         raise DataError(f"{path}: no data rows (columns {', '.join(map(str, frame.columns)) or 'none'})")
     frame = frame.astype(object).where(frame.notna(), None)
     frame["source_file"] = str(path)
-    frame["source_row"] = range(1, len(frame) + 1)
+    frame["source_row"] = range(1, len(frame) + 1) if lines is None else lines
     return frame
 
 

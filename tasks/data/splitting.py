@@ -76,15 +76,25 @@ def split_rows(pool: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, l
 
 
 INPUT_COLUMNS = ("text", "prompt")  # a split's model input: a classifier's text, a causal LM's prompt
+PAIR_COLUMN = "text_pair"  # the second text of a pair: part of the model input too
 
 
 def row_hashes(frame: pd.DataFrame) -> list[str]:
     """A short SHA-256 of each row's model input, stripped: the same example in any file or run has
-    the same hash (what a champion was trained on can be checked against a later test split)."""
+    the same hash (what a champion was trained on can be checked against a later test split). A text
+    pair is one input: both texts are hashed together (the same first text with another second text
+    is another example)."""
     column = next((c for c in INPUT_COLUMNS if c in frame.columns), None)
     if column is None:
         return []
-    return [hashlib.sha256(str(v).strip().encode()).hexdigest()[:20] for v in frame[column]]
+    if column == "text" and PAIR_COLUMN in frame.columns:
+        inputs = [
+            json.dumps([str(a).strip(), str(b).strip()], ensure_ascii=False)
+            for a, b in zip(frame[column], frame[PAIR_COLUMN], strict=True)
+        ]
+    else:
+        inputs = [str(v).strip() for v in frame[column]]
+    return [hashlib.sha256(text.encode()).hexdigest()[:20] for text in inputs]
 
 
 def write_splits(splits: Splits, layout: RunLayout) -> None:

@@ -21,8 +21,11 @@ KINDS = ("single_label", "multi_label", "regression", "token_classification")
 
 
 def input_signature(pair: bool) -> ModelSignature:
-    """The columns a served encoder reads: `text`, and `text_pair` for a model of text pairs."""
-    columns = [ColSpec("string", name="text"), *([ColSpec("string", name="text_pair")] if pair else [])]
+    """What a served encoder reads: named `text` and `text_pair` columns for a model of text pairs;
+    one unnamed string column otherwise, so a list of texts is as good as a one-column frame."""
+    if not pair:
+        return ModelSignature(inputs=Schema([ColSpec("string")]))
+    columns = [ColSpec("string", name="text"), ColSpec("string", name="text_pair")]
     return ModelSignature(inputs=Schema(columns))  # type: ignore[arg-type]
 
 

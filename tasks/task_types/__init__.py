@@ -13,7 +13,10 @@ from tasks.core.errors import ConfigError
 from tasks.task_types.base import TaskType
 from tasks.task_types.causal_lm.task import CausalLMTask
 from tasks.task_types.classification.task import ClassificationTask
+from tasks.task_types.multi_label.task import MultiLabelTask
 from tasks.task_types.preference.task import PreferenceTask
+from tasks.task_types.regression.task import RegressionTask
+from tasks.task_types.token_classification.task import TokenClassificationTask
 
 __all__ = ["TASK_TYPES", "TaskType", "load_task_params", "task_type_for"]
 
@@ -21,6 +24,9 @@ TASK_TYPES: dict[str, TaskType] = {
     "sequence_classification": ClassificationTask(),
     "causal_lm": CausalLMTask(),
     "preference": PreferenceTask(),
+    "multi_label_classification": MultiLabelTask(),
+    "regression": RegressionTask(),
+    "token_classification": TokenClassificationTask(),
 }
 
 

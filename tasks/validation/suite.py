@@ -8,6 +8,7 @@ context and returns plain outcomes that point at file, row and value. The checks
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from tasks.validation.report import ExpectationOutcome, OffendingRow, Validation
 
 ROW = "source_row"
 STRIPPED = "_refinery_stripped_text"  # texts compared after strip(): "\nHi" and "Hi" are one example
+STRIPPED_PAIR = "_refinery_stripped_text_pair"  # the second text of a pair, stripped alike
 # invisible format characters (zero-width space / joiners, word joiner, BOM, soft hyphen, direction
 # marks): a text made of them only is as empty as a blank one, and "Hi\u200b" is "Hi" to a reader
 INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -87,10 +89,10 @@ def min_examples_limit(cfg: ValidateConfig) -> Limit:
                  "add examples, merge or drop those classes, or lower the limit")  # fmt: skip
 
 
-def leakage_limit(cfg: ValidateConfig) -> Limit:
-    """Test texts that are also train texts (`validate.allow_leakage`)."""
+def leakage_limit(cfg: ValidateConfig, what: str = "text") -> Limit:
+    """Test texts (pairs) that are also train texts (`validate.allow_leakage`)."""
     return Limit("validate.allow_leakage", cfg.allow_leakage,
-                 "{count} test texts ({share}) also occur in train and {key} = {value}; "
+                 "{count} test " + what + "s ({share}) also occur in train and {key} = {value}; "
                  "remove them from one file, or set the key to true to report them only")  # fmt: skip
 
 
@@ -101,20 +103,44 @@ def duplicates_limit(cfg: ValidateConfig, what: str = "texts") -> Limit:
                  "deduplicate the file or raise the limit")  # fmt: skip
 
 
-def file_batch(key: str, frame: pd.DataFrame, text: str, label: str) -> Batch:
+def pair_column(text: str, pair: str) -> str:
+    """The derived column holding both texts of a pair (stripped, as JSON), named `text+pair`: a
+    duplicate or a leak is the same pair, not the same first or second text alone."""
+    return f"{text}+{pair}"
+
+
+def _pair_key(text: Any, pair: Any) -> str | None:
+    if not isinstance(text, str) or not isinstance(pair, str):
+        return None  # a missing side: the null checks report it, uniqueness and leakage ignore it
+    return json.dumps([text, pair], ensure_ascii=False)
+
+
+def file_batch(key: str, frame: pd.DataFrame, text: str, label: str, pair: str | None = None) -> Batch:
+    """`frame` for the suite: stripped texts beside the originals; with a `pair` column, its stripped
+    texts and the pair column of both (`pair_column`)."""
     has_file = "source_file" in frame.columns and len(frame) > 0
     file = str(frame["source_file"].iloc[0]) if has_file else key
+    shown = [text, label]
     if text in frame.columns:
         stripped = frame[text].map(visible_text)
         frame = frame.assign(**{STRIPPED: stripped})
-    index_columns = [ROW] + [c for c in dict.fromkeys([text, label]) if c in frame.columns]
+    if pair is not None and pair in frame.columns:
+        second = frame[pair].map(visible_text)
+        frame = frame.assign(**{STRIPPED_PAIR: second})
+        shown.append(pair)
+        if text in frame.columns:
+            both = [_pair_key(a, b) for a, b in zip(frame[STRIPPED], second, strict=True)]
+            frame = frame.assign(**{pair_column(text, pair): both})
+            shown.append(pair_column(text, pair))
+    index_columns = [ROW] + [c for c in dict.fromkeys(shown) if c in frame.columns]
     return Batch(frame=frame, file=file, index_columns=index_columns)
 
 
 def cross_checks(
-    batches: dict[str, Batch], text: str, label: str, cfg: ValidateConfig
+    batches: dict[str, Batch], text: str, label: str, cfg: ValidateConfig, pair: str | None = None
 ) -> tuple[list[Check], dict[str, Batch]]:
-    """Expectations that compare files, and the small frames they derive for GX to check.
+    """Expectations that compare files, and the small frames they derive for GX to check; with a
+    `pair` column, leakage is of whole pairs (`pair_column`).
 
     GX has no per-value minimum count, and a train-sized `value_set` makes it re-serialize the
     whole set for every metric (seconds per 10k texts), so class sizes and train copies of each
@@ -140,18 +166,21 @@ def cross_checks(
         checks.append(Check("test_labels_seen_in_train", gxe.ExpectColumnValuesToBeInSet(column=label,
                              value_set=seen), "test", test.file, label,
                              "every test label must occur in train"))  # fmt: skip
-    if text in train.frame.columns and text in test.frame.columns:
-        train_copies = train.frame[STRIPPED].value_counts()
-        copies = test.frame[STRIPPED].map(train_copies).fillna(0).astype(int)
+    compared, column, what = (
+        (pair_column(text, pair), pair_column(text, pair), "pair") if pair else (STRIPPED, text, "text")
+    )
+    if compared in train.frame.columns and compared in test.frame.columns:
+        train_copies = train.frame[compared].value_counts()
+        copies = test.frame[compared].map(train_copies).fillna(0).astype(int)
         derived[_LEAK_BATCH] = replace(test, frame=test.frame.assign(**{_TRAIN_COPIES: copies}))
-        # data leaks: a test text seen in training inflates the test score
+        # data leaks: a test text (pair) seen in training inflates the test score
         leak = gxe.ExpectColumnValuesToBeBetween(
             column=_TRAIN_COPIES, max_value=0, mostly=0.0 if cfg.allow_leakage else 1.0
         )
         allowed = " (reported only: validate.allow_leakage is true)" if cfg.allow_leakage else ""
-        checks.append(Check("no_train_test_leakage", leak, _LEAK_BATCH, f"{train.file}+{test.file}", text,
-                             f"no test text may also be a train text, after strip(){allowed}",
-                             leakage_limit(cfg)))  # fmt: skip
+        checks.append(Check("no_train_test_leakage", leak, _LEAK_BATCH, f"{train.file}+{test.file}", column,
+                             f"no test {what} may also be a train {what}, after strip(){allowed}",
+                             leakage_limit(cfg, what)))  # fmt: skip
     return checks, derived
 
 

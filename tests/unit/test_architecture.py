@@ -99,8 +99,8 @@ def test_an_unknown_task_is_one_line_naming_the_known_ones(tmp_path: Path) -> No
         task_type_for(parse_params({"task": "summarisation"}), "params.yaml")
     message = str(caught.value)
     assert message == (
-        "params.yaml: 'task' must be one of causal_lm, preference, sequence_classification; "
-        "got 'summarisation'"
+        "params.yaml: 'task' must be one of causal_lm, multi_label_classification, preference, "
+        "regression, sequence_classification, token_classification; got 'summarisation'"
     )
     path = tmp_path / "p.yaml"
     path.write_text("task: nope\n", encoding="utf-8")

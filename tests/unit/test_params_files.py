@@ -12,7 +12,15 @@ import yaml
 from tasks.core.config import Params, load_params
 from tests.conftest import REPO_ROOT
 
-PARAMS_FILES = ["params.yaml", "params-sft.yaml", "params-dpo.yaml"]
+PARAMS_FILES = [
+    "params.yaml",
+    "params-sft.yaml",
+    "params-dpo.yaml",
+    "params-pairs.yaml",
+    "params-regression.yaml",
+    "params-multi-label.yaml",
+    "params-ner.yaml",
+]
 FREE_FORM = {"gate.thresholds", "gate.maximums", "sweep.space"}  # any keys: metric bounds, searched keys
 
 

@@ -2,7 +2,9 @@
 
 The champion is loaded as its own model and tokenizer (MLflow transformers flavor), tokenized
 with the run's rule (truncation at the run's `max_length`) and scored with the same `predict`;
-the paired predictions give the bootstrap, McNemar and per-class (or per-slice) recall deltas.
+a model of text pairs is a served encoder (pyfunc, `tasks.models.served_encoder`) and answers
+for both texts itself. The paired predictions give the bootstrap, McNemar and per-class (or
+per-slice) recall deltas.
 """
 
 from __future__ import annotations
@@ -44,6 +46,27 @@ def score_champion(
     return names[predictions], confidence
 
 
+def score_pair_champion(model_uri: str, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted label names and confidences of the served encoder at `model_uri` on the test pairs
+    (its own tokenizer, max_length and truncation, as logged)."""
+    import mlflow.pyfunc
+    from mlflow.models import get_model_info
+
+    if "transformers" in get_model_info(model_uri).flavors:
+        raise RefineryError(
+            f"{model_uri} is a classifier of single texts: cannot compare it with this run of text pairs "
+            "(data.text_pair_column); move the 'champion' alias or use another register.model_name"
+        )
+    model = mlflow.pyfunc.load_model(model_uri)
+    answered = model.predict(test[["text", "text_pair"]].astype(str))
+    if not isinstance(answered, pd.DataFrame) or not {"label", "score"} <= set(answered.columns):
+        raise RefineryError(
+            f"{model_uri} does not answer a label and score per text pair: cannot compare it with this "
+            "run; move the 'champion' alias or use another register.model_name"
+        )
+    return answered["label"].astype(str).to_numpy(dtype=object), answered["score"].to_numpy(np.float64)
+
+
 def label_ids(names: list[str] | np.ndarray, labels: list[str]) -> np.ndarray:
     """Label names as this run's ids; a name outside `labels` (a class only the champion knows) is
     -1, which matches no reference: counted wrong, never in another class's row."""
@@ -63,13 +86,15 @@ def compare_champion(params: Params, layout: RunLayout, model_uri: str, metric: 
     test = pd.read_parquet(layout.splits_dir / "test.parquet")
     mine = read_predictions(layout.predictions_csv)
     max_length = int(tokenized_meta(layout)["max_length"])
-    names, confidence = score_champion(
-        model_uri, test["text"].tolist(), max_length, params.evaluate.batch_size
+    pair = "text_pair" in test.columns
+    names, confidence = (
+        score_pair_champion(model_uri, test)
+        if pair
+        else score_champion(model_uri, test["text"].tolist(), max_length, params.evaluate.batch_size)
     )
     layout.comparison_dir.mkdir(parents=True, exist_ok=True)
-    champion_rows = test[["text", "label", "source_file", "source_row"]].assign(
-        prediction=names, confidence=np.round(confidence, 4)
-    )
+    shown = ["text", *(["text_pair"] if pair else []), "label", "source_file", "source_row"]
+    champion_rows = test[shown].assign(prediction=names, confidence=np.round(confidence, 4))
     champion_rows.to_csv(layout.champion_predictions_csv, index=False)
     references = test["label_id"].to_numpy(dtype=np.int64)
     challenger = label_ids(mine["prediction"].tolist(), labels)

@@ -76,10 +76,10 @@ def per_class_metrics(predictions: ClassIds, references: ClassIds, label_names: 
     )
 
 
-def predict(
+def model_logits(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class ids and their softmax probability, in the dataset's row order.
+) -> np.ndarray:
+    """The model's logits (float32, one row per example) in the dataset's row order.
 
     Rows are batched longest first so each batch pads to similar lengths (dynamic padding);
     results are scattered back to the original positions.
@@ -89,19 +89,24 @@ def predict(
     lengths = np.asarray([len(ids) for ids in rows["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    predictions = np.empty(len(order), dtype=np.int64)
-    confidence = np.empty(len(order), dtype=np.float32)
+    outputs = np.empty((len(order), int(model.config.num_labels or 1)), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             batch = collate([{name: rows[name][i] for name in names} for i in index])
             inputs = {name: tensor.to(model.device) for name, tensor in batch.items()}
-            logits = model(**inputs).logits.float()
-            best_prob, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
-            predictions[index] = best_id.cpu().numpy()
-            confidence[index] = best_prob.cpu().numpy()
-    return predictions, confidence
+            outputs[index] = model(**inputs).logits.float().cpu().numpy()
+    return outputs
+
+
+def predict(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class ids and their softmax probability, in the dataset's row order."""
+    logits = torch.from_numpy(model_logits(model, tokenizer, dataset, batch_size))
+    best_prob, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
+    return best_id.numpy().astype(np.int64), best_prob.numpy().astype(np.float32)
 
 
 def plot_confusion_matrix(
@@ -213,6 +218,7 @@ def evaluate_run(params: Params, layout: RunLayout) -> dict[str, float]:
     predictions = pd.DataFrame(
         {
             "text": raw["text"],
+            **({"text_pair": raw["text_pair"]} if "text_pair" in raw.columns else {}),
             "label": raw["label"],
             "prediction": names[result.predictions],
             "confidence": np.round(result.confidence, 4),

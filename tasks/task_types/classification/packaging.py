@@ -1,5 +1,6 @@
 """Packaging a fine-tuned classifier for MLflow: a transformers text-classification pipeline with
-its signature, an input example and the model card; and what the card says about it."""
+its signature, an input example and the model card (a classifier of text pairs: the served encoder
+pyfunc, which reads `text` and `text_pair`); and what the card says about it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tasks.core.config import Params
 from tasks.core.layout import RunLayout
 from tasks.models.tokenizers import load_tokenizer
 from tasks.registry.registration import pip_requirements
+from tasks.registry.serving import example_rows, log_served_encoder
+from tasks.tokenization.cache import tokenized_meta
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string")]),
@@ -27,12 +30,45 @@ _LIMITATIONS = """\
 """
 
 
+_PAIR_LIMITATIONS = """\
+- Reads a pair of texts (`text`, `text_pair`) like those of `{name}` and answers one of the labels
+  above for the pair; it always answers, so pairs unlike the training pairs get a confident-looking
+  wrong label. Long pairs are cut to the logged `max_length` ({truncation}).
+- Scores are softmax outputs, not calibrated probabilities. Keep a person in the loop for decisions
+  that affect customers.
+- Performance on other domains, languages or writing styles is unknown.
+"""
+
+
 def card_texts(params: Params, labels: list[str]) -> tuple[str, str]:
     """The model card's first line and its intended use and limitations, for a classifier."""
+    if params.data.text_pair_column is not None:
+        summary = (
+            f"Text-pair classifier fine-tuned by Refinery from `{params.train.base_model}` into "
+            f"{len(labels)} labels."
+        )
+        limits = _PAIR_LIMITATIONS.format(name=params.data.name, truncation=params.tokenize.truncation)
+        return summary, limits
     summary = (
         f"Text classifier fine-tuned by Refinery from `{params.train.base_model}` into {len(labels)} labels."
     )
     return summary, _LIMITATIONS.format(name=params.data.name)
+
+
+def served_settings(params: Params, layout: RunLayout) -> dict[str, object]:
+    """What a served encoder needs to read its inputs as the run did: max_length, truncation, batch."""
+    return {
+        "max_length": int(tokenized_meta(layout)["max_length"]),
+        "truncation": params.tokenize.truncation,
+        "batch_size": params.evaluate.batch_size,
+    }
+
+
+def log_pair_model(params: Params, layout: RunLayout) -> ModelInfo:
+    """Log a classifier of text pairs as the served encoder (kind single_label) in the active run."""
+    return log_served_encoder(
+        layout, "single_label", served_settings(params, layout), True, example_rows(layout, True)
+    )
 
 
 def example_texts(layout: RunLayout, count: int = 3) -> list[str]:

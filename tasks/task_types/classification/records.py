@@ -1,6 +1,7 @@
 """Text/label tables as classifier examples: label names and ids, the mapped columns, the splits.
 
-Split frames hold `text`, `label` (the name), `label_id`, `source_file` and `source_row`.
+Split frames hold `text`, `label` (the name), `label_id`, `source_file` and `source_row`; with
+`data.text_pair_column` set, also `text_pair` (the second text).
 """
 
 from __future__ import annotations
@@ -50,9 +51,17 @@ def label_names(train_labels: pd.Series, labels_path: Path | None) -> list[str]:
     return unique
 
 
+def mapped_columns(cfg: DataConfig) -> list[tuple[str, str]]:
+    """(params key, column) of every column the examples are made of: text, label, the second text."""
+    mapped = [("data.text_column", cfg.text_column), ("data.label_column", cfg.label_column)]
+    if cfg.text_pair_column is not None:
+        mapped.append(("data.text_pair_column", cfg.text_pair_column))
+    return mapped
+
+
 def require_columns(frame: pd.DataFrame, cfg: DataConfig) -> None:
     """Fail with the file and the params key when a mapped column is absent."""
-    for key, column in (("data.text_column", cfg.text_column), ("data.label_column", cfg.label_column)):
+    for key, column in mapped_columns(cfg):
         if column not in frame.columns:
             source = frame["source_file"].iloc[0] if len(frame) else "data"
             found = ", ".join(c for c in frame.columns if c not in ("source_file", "source_row"))
@@ -60,9 +69,9 @@ def require_columns(frame: pd.DataFrame, cfg: DataConfig) -> None:
 
 
 def require_flat_values(frame: pd.DataFrame, cfg: DataConfig) -> None:
-    """Fail on the first nested value (a Parquet struct or list, a JSON object) in the text or label
+    """Fail on the first nested value (a Parquet struct or list, a JSON object) in a text or label
     column, with its file, row and params key: str() of it would train on "{'body': ...}"."""
-    for key, column in (("data.text_column", cfg.text_column), ("data.label_column", cfg.label_column)):
+    for key, column in mapped_columns(cfg):
         if column not in frame.columns:
             continue
         nested = frame[column].map(lambda v: isinstance(v, dict | list | tuple) or hasattr(v, "__array__"))
@@ -75,12 +84,20 @@ def require_flat_values(frame: pd.DataFrame, cfg: DataConfig) -> None:
             )
 
 
+def text_columns(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, pd.Series]:
+    """The split frame's inputs: `text`, and `text_pair` when `data.text_pair_column` is set (stripped)."""
+    columns = {"text": frame[cfg.text_column].astype(str).str.strip()}
+    if cfg.text_pair_column is not None:
+        columns["text_pair"] = frame[cfg.text_pair_column].astype(str).str.strip()
+    return columns
+
+
 def _normalise(frame: pd.DataFrame, cfg: DataConfig, label2id: dict[str, int]) -> pd.DataFrame:
     require_columns(frame, cfg)
     labels = frame[cfg.label_column].map(as_label)
     return pd.DataFrame(
         {
-            "text": frame[cfg.text_column].astype(str).str.strip(),
+            **text_columns(frame, cfg),
             "label": labels,
             "label_id": labels.map(lambda name: label2id.get(name, -1)).astype("int64"),
             "source_file": frame["source_file"],

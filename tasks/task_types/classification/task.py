@@ -106,6 +106,8 @@ class ClassificationTask(TaskType):
         return card_texts(params, labels)
 
     def log_model(self, params: Params, layout: RunLayout, card: str) -> ModelInfo:
-        from tasks.task_types.classification.packaging import example_texts, log_model
+        from tasks.task_types.classification.packaging import example_texts, log_model, log_pair_model
 
+        if params.data.text_pair_column is not None:
+            return log_pair_model(params, layout)
         return log_model(layout, card, example_texts(layout))

@@ -1,0 +1,1 @@
+"""`task: regression`: one text (or a pair of texts) in, a number out."""

@@ -1,0 +1,1 @@
+"""`token_classification`: a tag per word of a sentence (named entities), scored by entity."""
