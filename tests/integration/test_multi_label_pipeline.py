@@ -57,7 +57,7 @@ def _params(root: Path, base_model: Path, files: tuple[Path, Path], **sections: 
 
 
 def test_flow_registers_a_label_list_model_and_compares_the_next_with_it(
-    tmp_path: Path, tiny_base_model: Path, data_files: tuple[Path, Path]
+    tmp_path: Path, tiny_base_model: Path, data_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     params = _params(tmp_path, tiny_base_model, data_files, multi_label={"threshold": "per_label"})
     result = finetune(params_path=str(params), workdir=str(tmp_path / "run"))
@@ -92,6 +92,24 @@ def test_flow_registers_a_label_list_model_and_compares_the_next_with_it(
     served = mlflow.pyfunc.load_model(f"models:/{MODEL}@challenger").predict(predictions["text"].tolist())
     assert [list(row) for row in served["labels"]] == predicted
     assert all(set(row) <= set(SAMPLE_CLASSES) for row in served["labels"])
+
+    # the same answers from `refinery predict` (label lists nested in JSON Lines); the version's
+    # lineage from `refinery explain`; `refinery reproduce` trains it again to identical metrics
+    from tasks.cli.main import main
+
+    inbox = tmp_path / "inbox.csv"
+    predictions[["text"]].assign(ticket=range(len(predictions))).to_csv(inbox, index=False)
+    store = ["--tracking-uri", tracking]
+    assert main(["predict", "--model", f"models:/{MODEL}@challenger", "--input", str(inbox),
+                 "--output", str(tmp_path / "tags.jsonl"), *store]) == 0  # fmt: skip
+    scored = pd.read_json(tmp_path / "tags.jsonl", lines=True)
+    assert scored.columns.tolist() == ["text", "ticket", "labels", "scores"]
+    assert [list(row) for row in scored["labels"]] == predicted
+    assert main(["explain", f"{MODEL}@challenger", *store]) == 0
+    assert "Gate report:" in capsys.readouterr().out
+    assert main(["reproduce", MODEL, "--version", str(version.version), *store]) == 0
+    reproduced = capsys.readouterr().out
+    assert "Result: identical test metrics" in reproduced and "f1_micro" in reproduced, reproduced
 
     # a second version against the first as champion: the same test rows scored by both, the row
     # bootstrap of micro-F1 and guard rails per label on the (row, label) decisions

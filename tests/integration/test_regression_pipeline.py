@@ -40,7 +40,7 @@ def _pairs_csv(tmp_path: Path, frame: pd.DataFrame) -> Path:
 
 
 def test_pair_classifier_is_trained_scored_and_served_on_both_texts(
-    tmp_path: Path, tiny_base_model: Path
+    tmp_path: Path, tiny_base_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     texts = texts_by_intent(banking_sample(per_class=20))
     pairs = classification_pairs(texts, {"same_intent": 30, "shared_word": 15, "unrelated": 15}, seed=0)
@@ -73,6 +73,30 @@ def test_pair_classifier_is_trained_scored_and_served_on_both_texts(
     champion = pd.read_csv(layout.champion_predictions_csv)
     assert champion["text_pair"].tolist() == test["text_pair"].tolist()
     assert champion["prediction"].tolist() == predictions["prediction"].tolist()
+
+    # `refinery predict` on a file of pairs: both columns named, the answers as the pyfunc's; a pair
+    # model refuses a file scored without the second column, in one line
+    from tasks.cli.main import main
+
+    inbox = tmp_path / "inbox.csv"
+    test[["text", "text_pair"]].rename(columns={"text": "q1", "text_pair": "q2"}).to_csv(inbox, index=False)
+    model_option = [
+        "--model",
+        "models:/tiny-pairs@challenger",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    out = tmp_path / "same.csv"
+    assert main(["predict", *model_option, "--input", str(inbox), "--output", str(out),
+                 "--text-column", "q1", "--text-pair-column", "q2"]) == 0  # fmt: skip
+    assert pd.read_csv(out)["label"].tolist() == answered["label"].tolist()
+    assert (
+        main(["predict", *model_option, "--input", str(inbox), "--output", str(out), "--text-column", "q1"])
+        == 1
+    )
+    assert (
+        "reads text pairs: name the second text's column with --text-pair-column" in capsys.readouterr().err
+    )
 
 
 def test_regressor_is_registered_served_in_target_units_and_compared_with_its_champion(
