@@ -49,14 +49,17 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from tasks.registry.promotion import list_versions, versions_table
+    from tasks.registry.promotion import METRIC_COLUMNS, list_versions, versions_table
     from tasks.registry.tracking import tracking_to
+    from tasks.task_types import TASK_TYPES
 
     with tracking_to(tracking_uri(args)) as client:
         rows = list_versions(client, args.name)
     print(f"{args.name}: {len(rows)} version(s)")
     if rows:
-        print(versions_table(rows))
+        # the newest version's task type names the columns: a regressor's rmse, a tagger's entity F1
+        task = TASK_TYPES.get(rows[0].task or "")
+        print(versions_table(rows, task.metrics[:2] if task else METRIC_COLUMNS))
     return 0
 
 
@@ -144,8 +147,9 @@ def add_model_commands(commands: Any) -> None:
         "models",
         _models,
         "list the registered versions of a model",
-        "List the versions of model NAME, newest first: aliases (read from the registry now), test "
-        "accuracy and macro F1 of the version's run, gate decision, data hash (shortened) and the "
+        "List the versions of model NAME, newest first: aliases (read from the registry now), "
+        "the two headline test metrics of the model's task type (a classifier's accuracy and macro F1, "
+        "a regressor's RMSE and MAE, ...) of the version's run, gate decision, data hash (shortened) and the "
         "creation time in UTC.",
     )
     models.add_argument("name", metavar="NAME", help="registered model name")

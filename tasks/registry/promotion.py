@@ -28,7 +28,7 @@ from tasks.registry.aliases import (
 )
 
 ANY_CHAMPION = "any"  # promote whichever version is champion now (no compare-and-set)
-METRIC_COLUMNS = ("test_accuracy", "test_f1_macro")
+METRIC_COLUMNS = ("accuracy", "f1_macro")  # the table's default columns: a classifier's test metrics
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST",)
 _MAX_TAG_VALUE = 5000  # far below MLflow's limit; a reason is a sentence, not a document
 
@@ -51,10 +51,11 @@ class VersionRow:
 
     version: str
     aliases: tuple[str, ...]
-    metrics: dict[str, float]  # test_accuracy, test_f1_macro: those the version's run logged
+    metrics: dict[str, float]  # the test metrics the version's run logged, without `test_`
     gate_decision: str | None
     data_hash: str | None
     created: datetime
+    task: str | None = None  # the `task` param of the version's run (None: not recorded)
 
 
 def current_user() -> str:
@@ -172,14 +173,16 @@ def _all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
             return found
 
 
-def _run_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
+def _run_record(client: MlflowClient, run_id: str | None) -> tuple[dict[str, float], str | None]:
+    """The test metrics (without `test_`) and the `task` param the version's run logged."""
     if not run_id:
-        return {}
+        return {}, None
     try:
-        logged = client.get_run(run_id).data.metrics
+        data = client.get_run(run_id).data
     except MlflowException:  # the run was deleted or lives in another store
-        return {}
-    return {key: logged[key] for key in METRIC_COLUMNS if key in logged}
+        return {}, None
+    metrics = {key.removeprefix("test_"): v for key, v in data.metrics.items() if key.startswith("test_")}
+    return metrics, data.params.get("task")
 
 
 def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
@@ -193,10 +196,11 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
         VersionRow(
             version=str(v.version),
             aliases=tuple(by_version.get(str(v.version), [])),
-            metrics=_run_metrics(client, v.run_id),
+            metrics=(record := _run_record(client, v.run_id))[0],
             gate_decision=v.tags.get("gate.decision"),
             data_hash=v.tags.get("data_hash"),
             created=datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+            task=record[1],
         )
         for v in versions
     ]
@@ -213,14 +217,14 @@ def short_hash(value: str | None, digits: int = 10) -> str:
     return "+".join(parts)
 
 
-def versions_table(rows: list[VersionRow]) -> str:
-    """An aligned text table of `rows`, one line per version."""
-    header = ("version", "aliases", "accuracy", "f1_macro", "gate", "data", "created (UTC)")
+def versions_table(rows: list[VersionRow], columns: tuple[str, ...] = METRIC_COLUMNS) -> str:
+    """An aligned text table of `rows`, one line per version, with the test metrics `columns`."""
+    header = ("version", "aliases", *columns, "gate", "data", "created (UTC)")
     lines = [header] + [
         (
             row.version,
             ", ".join(row.aliases) or "-",
-            *(f"{row.metrics[key]:.4f}" if key in row.metrics else "-" for key in METRIC_COLUMNS),
+            *(f"{row.metrics[key]:.4f}" if key in row.metrics else "-" for key in columns),
             row.gate_decision or "-",
             short_hash(row.data_hash),
             row.created.strftime("%Y-%m-%d %H:%M:%S"),

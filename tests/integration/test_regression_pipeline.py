@@ -100,7 +100,7 @@ def test_pair_classifier_is_trained_scored_and_served_on_both_texts(
 
 
 def test_regressor_is_registered_served_in_target_units_and_compared_with_its_champion(
-    tmp_path: Path, tiny_base_model: Path
+    tmp_path: Path, tiny_base_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     texts = texts_by_intent(banking_sample(per_class=20))
     pairs = scored_pairs(texts, per_level=20, seed=0)  # 3 levels among the sample's 4 intents: 0, 0.25, 1
@@ -150,3 +150,12 @@ def test_regressor_is_registered_served_in_target_units_and_compared_with_its_ch
     assert compared["bootstrap"]["champion"] == pytest.approx(-metrics["mae"], abs=1e-4)
     assert compared["mcnemar"] is None and compared["overlap_rows"] == 0
     assert {g["name"] for g in compared["groups"]} == set(pairs["level"])
+
+    # `refinery models` shows a regressor's own headline metrics, not a classifier's accuracy
+    from tasks.cli.main import main
+
+    capsys.readouterr()
+    assert main(["models", "tiny-relatedness", "--tracking-uri", tracking]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:4] == ["version", "aliases", "rmse", "mae"]
+    assert table[-1].split()[2] == f"{metrics['rmse']:.4f}"  # the oldest row: version 1

@@ -17,13 +17,19 @@ def test_short_hash_keeps_the_kind_and_shortens_each_digest() -> None:
 def test_versions_table_aligns_columns_and_marks_missing_values() -> None:
     created = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     rows = [
-        VersionRow("10", ("champion", "challenger"), {"test_accuracy": 0.91234}, "passed", None, created),
+        VersionRow("10", ("champion", "challenger"), {"accuracy": 0.91234}, "passed", None, created),
         VersionRow("9", (), {}, None, "abc", created),
     ]
     header, first, second = versions_table(rows).splitlines()
     assert first.split("  ")[0] == "10" and "champion, challenger" in first and "0.9123" in first
     assert second.split()[:6] == ["9", "-", "-", "-", "-", "abc"]
     assert header.index("accuracy") == first.index("0.9123") and first.endswith("2025-01-02 03:04:05")
+    regressor = VersionRow("3", (), {"rmse": 0.2981, "mae": 0.2333, "accuracy": 0.5}, "passed", None, created)
+    header, row = versions_table([regressor], ("rmse", "mae")).splitlines()
+    assert header.split()[:4] == ["version", "aliases", "rmse", "mae"] and row.split()[2:4] == [
+        "0.2981",
+        "0.2333",
+    ]
 
 
 def test_messages_say_where_the_aliases_point() -> None:
