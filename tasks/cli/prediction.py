@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from tqdm.auto import tqdm
@@ -158,19 +159,27 @@ def predict_frame(
     progress: bool = True,
     pair_column: str | None = None,
 ) -> pd.DataFrame:
-    """`frame`'s own columns plus the model's output columns, scored `batch_size` rows at a time."""
+    """`frame`'s own columns plus the model's output columns, scored `batch_size` rows at a time.
+
+    Rows are scored longest first, so each batch pads to similar lengths (the models pad per
+    batch), and the answers are put back in the input's order."""
     inputs = pd.DataFrame({"text": frame[text_column].astype(str).to_numpy()})
     if pair_column is not None:
         inputs["text_pair"] = frame[pair_column].astype(str).to_numpy()
+    lengths = inputs["text"].str.len() + (inputs["text_pair"].str.len() if pair_column is not None else 0)
+    order = np.argsort(-lengths.to_numpy(), kind="stable")
     parts: list[pd.DataFrame] = []
     with tqdm(total=len(inputs), unit="texts", desc="scoring", disable=not progress) as bar:
         for start in range(0, len(inputs), batch_size):
-            batch = inputs.iloc[start : start + batch_size].reset_index(drop=True)
+            batch = inputs.iloc[order[start : start + batch_size]].reset_index(drop=True)
             parts.append(scorer.score(batch)[list(scorer.outputs)])
             bar.update(len(batch))
     scored = frame.drop(columns=[c for c in _READER_COLUMNS if c in frame.columns]).reset_index(drop=True)
-    answers = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(scorer.outputs))
-    return pd.concat([scored, answers], axis=1)
+    if not parts:
+        return pd.concat([scored, pd.DataFrame(columns=list(scorer.outputs))], axis=1)
+    answers = pd.concat(parts, ignore_index=True)
+    answers.index = order  # each answer back at its row
+    return pd.concat([scored, answers.sort_index()], axis=1)
 
 
 def summarise(scored: pd.DataFrame, kind: str) -> str:

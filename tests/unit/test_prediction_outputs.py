@@ -65,3 +65,18 @@ def test_a_pair_column_is_checked_like_the_text_column(tmp_path: Path) -> None:
     pd.DataFrame({"q1": ["a"], "prediction": [1.0]}).to_csv(taken, index=False)
     with pytest.raises(DataError, match=r"already has column\(s\) prediction"):
         read_texts(taken, "q1", None, ("prediction",))
+
+
+def test_rows_are_scored_longest_first_and_answered_in_input_order() -> None:
+    seen: list[list[str]] = []
+
+    def score(batch: pd.DataFrame) -> pd.DataFrame:
+        seen.append(batch["text"].tolist())
+        return pd.DataFrame({"prediction": batch["text"].str.len().astype(float)})
+
+    frame = pd.DataFrame({"text": ["bb", "a", "dddd", "ccc", "eeeee"]})
+    scored = predict_frame(
+        LoadedScorer("regression", False, score), frame, "text", batch_size=2, progress=False
+    )
+    assert seen == [["eeeee", "dddd"], ["ccc", "bb"], ["a"]]  # similar lengths share a batch
+    assert scored["prediction"].tolist() == [2.0, 1.0, 4.0, 3.0, 5.0]
