@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from tasks.core.config import DataConfig
 from tasks.lineage.data import data_hashes, file_md5
 from tasks.models.base_models import weights_fingerprint
@@ -12,7 +14,9 @@ from tests.conftest import REPO_ROOT
 
 
 def test_a_tracked_file_hashes_to_the_md5_dvc_recorded_for_it() -> None:
-    [manifest] = (REPO_ROOT / "infra" / "dvc-remote").rglob("*.dir")  # data.dvc's directory listing
+    # data.dvc's directory listing (the remote keeps earlier listings too: older commits pull them)
+    listing = yaml.safe_load((REPO_ROOT / "data.dvc").read_text(encoding="utf-8"))["outs"][0]["md5"]
+    manifest = REPO_ROOT / "infra" / "dvc-remote" / "files" / "md5" / listing[:2] / listing[2:]
     recorded = {entry["relpath"]: entry["md5"] for entry in json.loads(manifest.read_text())}
     hashes = data_hashes(DataConfig(), REPO_ROOT)  # data/banking77/train.csv and test.csv
     assert hashes.train == f"md5:{recorded['banking77/train.csv']}"
