@@ -274,3 +274,18 @@ def test_text_pairs_are_split_and_checked_as_pairs() -> None:
     frame.loc[2, "reply"] = None
     result = validate_frames({"train": frame}, data, ValidateConfig(), MultiLabelConfig())
     assert _failed(result) == {"text_pair_not_null": [("data/train.jsonl", 3, None)]}
+
+
+def test_checkpoints_are_scored_at_their_best_global_threshold_not_at_half() -> None:
+    """Early in training every sigmoid is below 0.5 although the labels are already ranked right:
+    at 0.5 that checkpoint would score F1 0 and early stopping would keep the first epoch."""
+    from transformers import EvalPrediction
+
+    from tasks.task_types.multi_label.training import compute_metrics
+
+    probabilities = np.array([[0.30, 0.05, 0.02], [0.04, 0.28, 0.03], [0.31, 0.02, 0.26]])
+    logits = np.log(probabilities / (1.0 - probabilities))
+    labels = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
+    scored = compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
+    assert scored["f1_micro"] == 1.0 and scored["subset_accuracy"] == 1.0
+    assert 0.05 < scored["threshold"] <= 0.26

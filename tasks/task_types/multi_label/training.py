@@ -49,12 +49,17 @@ def load_base_model(model_dir: Path, labels: list[str], lora: LoraSettings) -> P
 
 
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    """Validation metrics during training, at the fixed threshold 0.5 (logit >= 0): the tuned
-    thresholds are chosen only once training is over, so checkpoints are compared at one rule."""
+    """Validation metrics during training, each checkpoint at its own best global threshold (the
+    decision rule applied once training is over). At a fixed 0.5, a model with many labels
+    scores F1 0 for its first epochs, while its sigmoids are all still below 0.5 but already
+    rank the labels: early stopping then kept the first epoch (GoEmotions, 28 labels)."""
     logits = (
         prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     )
-    return multi_label_metrics(np.asarray(prediction.label_ids) >= 0.5, np.asarray(logits) >= 0.0)
+    probabilities = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    references = np.asarray(prediction.label_ids) >= 0.5
+    [threshold, *_] = choose_thresholds(probabilities, references, "global", 0.5)
+    return {**multi_label_metrics(references, probabilities >= threshold), "threshold": threshold}
 
 
 def train_multi_label(
