@@ -94,13 +94,3 @@ def save_trained(model: Any, model_dir: Path, base_model_dir: Path) -> dict[str,
     merged = model.merge_and_unload()
     merged.save_pretrained(str(model_dir))
     return {"lora": True, "trainable_parameters": int(trainable), "total_parameters": int(total)}
-
-
-def save_with_tokenizer(model: Any, model_dir: Path, base_model_dir: Path) -> dict[str, Any]:
-    """`save_trained`, then the base model's tokenizer beside the weights: an encoder's run model
-    directory, ready for evaluation and registration."""
-    from tasks.models.tokenizers import load_tokenizer
-
-    facts = save_trained(model, model_dir, base_model_dir)
-    load_tokenizer(base_model_dir).save_pretrained(str(model_dir))
-    return facts

@@ -80,9 +80,12 @@ class ClassificationTask(TaskType):
         return train_classifier(tokenized, tokenizer, model_dir, labels, params.train, output_dir, callbacks)
 
     def save_model(self, trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:
-        from tasks.models.lora import save_with_tokenizer
+        from tasks.models.lora import save_trained
+        from tasks.models.tokenizers import load_tokenizer
 
-        return save_with_tokenizer(trainer.model, layout.model_dir, model_dir)
+        facts = save_trained(trainer.model, layout.model_dir, model_dir)
+        load_tokenizer(model_dir).save_pretrained(str(layout.model_dir))
+        return facts
 
     def evaluate(self, params: Params, layout: RunLayout) -> dict[str, float]:
         from tasks.task_types.classification.evaluation import evaluate_run

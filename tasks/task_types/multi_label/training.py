@@ -24,7 +24,7 @@ from transformers.trainer_utils import set_seed
 from tasks.core.config import LoraSettings, TrainConfig
 from tasks.core.errors import RefineryError
 from tasks.core.layout import RunLayout
-from tasks.models.lora import apply_lora, quantization_config, save_with_tokenizer
+from tasks.models.lora import apply_lora, quantization_config, save_trained
 from tasks.models.tokenizers import load_tokenizer
 from tasks.task_types.multi_label.decision import RULE_KEYS, store_thresholds
 from tasks.task_types.multi_label.evaluation import load_classifier, predict_probabilities
@@ -92,7 +92,8 @@ def train_multi_label(
 def save_multi_label(trainer: Trainer, model_dir: Path, layout: RunLayout) -> dict[str, Any]:
     """Save the trained model and tokenizer into `layout.model_dir`, then choose and store its
     thresholds on the validation split (on this process alone: rank 0 of a launched training)."""
-    facts = save_with_tokenizer(trainer.model, layout.model_dir, model_dir)
+    facts = save_trained(trainer.model, layout.model_dir, model_dir)
+    load_tokenizer(model_dir).save_pretrained(str(layout.model_dir))
     validation = load_tokenized(layout)["validation"]
     batch_size = int(trainer.args.per_device_eval_batch_size)
     facts |= decide_on_validation(layout.model_dir, validation, tokenized_meta(layout), batch_size)
