@@ -289,3 +289,35 @@ def test_checkpoints_are_scored_at_their_best_global_threshold_not_at_half() -> 
     scored = compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
     assert scored["f1_micro"] == 1.0 and scored["subset_accuracy"] == 1.0
     assert 0.05 < scored["threshold"] <= 0.26
+
+
+@pytest.mark.parametrize("architecture", ["bert", "roberta", "gpt2"])
+def test_every_sigmoid_starts_at_its_label_train_frequency(tmp_path: Path, architecture: str) -> None:
+    """The head's biases start at the log-odds of each label's train frequency. From 0.5, the first
+    steps pushed every logit down together and GoEmotions' 28-label model collapsed to one answer."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, BertConfig, GPT2Config, RobertaConfig
+
+    from tasks.core.config import LoraSettings
+    from tasks.task_types.multi_label.training import label_priors, load_base_model
+
+    small = {"vocab_size": 64, "num_attention_heads": 2, "intermediate_size": 64}
+    config = {
+        "bert": BertConfig(hidden_size=32, num_hidden_layers=1, **small),
+        "roberta": RobertaConfig(hidden_size=32, num_hidden_layers=1, pad_token_id=1, **small),
+        "gpt2": GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=32, vocab_size=64, pad_token_id=0),
+    }[architecture]
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path))
+    rows = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    train = Dataset.from_dict({"labels": rows})
+    priors = label_priors(train)
+    assert priors == pytest.approx([3.5 / 5, 1.5 / 5, 0.5 / 5])  # smoothed: never 0 or 1
+    model = load_base_model(tmp_path, ["a", "b", "c"], LoraSettings(), priors).eval()
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[5, 6, 7], [8, 9, 10]])).logits
+    starts = torch.sigmoid(logits).mean(dim=0).numpy()
+    if architecture == "gpt2":  # its `score` head has no bias: it starts at 0.5
+        assert starts == pytest.approx([0.5] * 3, abs=0.1)
+    else:
+        assert starts == pytest.approx(priors, abs=0.03)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import DatasetDict
+import torch
+from datasets import Dataset, DatasetDict
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -34,8 +35,11 @@ from tasks.training.arguments import early_stopping, evaluates, training_argumen
 from tasks.training.checkpoints import fit
 
 
-def load_base_model(model_dir: Path, labels: list[str], lora: LoraSettings) -> PreTrainedModel:
-    """The base encoder with a new head of one sigmoid per label, named for `labels` (LoRA-wrapped)."""
+def load_base_model(
+    model_dir: Path, labels: list[str], lora: LoraSettings, priors: np.ndarray | None = None
+) -> PreTrainedModel:
+    """The base encoder with a new head of one sigmoid per label, named for `labels`, its biases
+    starting at the log-odds of `priors` (each label's train frequency), LoRA-wrapped."""
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir),
         num_labels=len(labels),
@@ -45,7 +49,39 @@ def load_base_model(model_dir: Path, labels: list[str], lora: LoraSettings) -> P
         ignore_mismatched_sizes=True,
         quantization_config=quantization_config(lora),
     )
+    if priors is not None:
+        start_at_priors(model, priors)
     return apply_lora(model, lora, "SEQ_CLS")
+
+
+def label_priors(train: Dataset) -> np.ndarray:
+    """Each label's frequency in the multi-hot `labels` of `train`, smoothed ((count + 0.5) / (rows + 1))
+    so that a label never (or always) present keeps a finite log-odds."""
+    rows = len(train)
+    targets = np.asarray(train.with_format(None)["labels"], dtype=np.float64).reshape(rows, -1)
+    return (targets.sum(axis=0) + 0.5) / (rows + 1.0)
+
+
+def start_at_priors(model: PreTrainedModel, priors: np.ndarray) -> bool:
+    """Set the output layer's biases to the log-odds of `priors`, so every sigmoid starts at its
+    label's train frequency instead of 0.5. From a 0.5 start, most of the first steps' gradient
+    asks for one thing: push every logit down (most labels are absent from most rows). With 28
+    labels (GoEmotions) the encoder obliged by saturating its pooler, after which every text got
+    the same representation and the model answered the majority label for all of them, at any
+    learning rate. Returns whether a bias was found (a head without bias starts at 0.5)."""
+    head = output_layer(model, len(priors))
+    if head is None or head.bias is None:
+        return False
+    with torch.no_grad():
+        head.bias.copy_(torch.as_tensor(np.log(priors / (1.0 - priors)), dtype=head.bias.dtype))
+    return True
+
+
+def output_layer(model: torch.nn.Module, labels: int) -> torch.nn.Linear | None:
+    """The classification head's last linear layer: the last one registered with one output per
+    label (BERT's `classifier`, RoBERTa's `classifier.out_proj`, GPT-2's `score`)."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == labels]
+    return layers[-1] if layers else None
 
 
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -75,7 +111,7 @@ def train_multi_label(
     set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
     evaluate = evaluates(len(tokenized["validation"]))
     trainer = Trainer(
-        model=load_base_model(model_dir, labels, cfg.lora),
+        model=load_base_model(model_dir, labels, cfg.lora, label_priors(tokenized["train"])),
         args=training_arguments(cfg, output_dir, evaluate),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"] if evaluate else None,
