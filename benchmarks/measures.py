@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from tasks.core.config import Params
 from tasks.data.splitting import Splits
 from tasks.models.tokenizers import load_tokenizer, model_max_length
+from tasks.task_types.classification.comparison import read_predictions
 from tasks.task_types.classification.tokenization import derive_max_length, tokenize_splits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +37,23 @@ def gemm_flops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> fl
     return 2 * size**3 * count / (time.perf_counter() - start)
 
 
+def cuda_gemm_flops(dtype: torch.dtype, size: int = 8192, seconds: float = 2.0) -> float:
+    """Dense matmul FLOP/s of the CUDA device for `dtype`: `gemm_flops` on the GPU (sft workload's MFU)."""
+    a = torch.randn(size, size, dtype=dtype, device="cuda")
+    b = torch.randn(size, size, dtype=dtype, device="cuda")
+    for _ in range(3):
+        torch.matmul(a, b)
+    torch.cuda.synchronize()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.matmul(a, b)
+        count += 1
+        if count % 10 == 0:
+            torch.cuda.synchronize()
+    torch.cuda.synchronize()
+    return 2 * size**3 * count / (time.perf_counter() - start)
+
+
 def measured(command: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[float, float, str]:
     """Run `command`; return wall seconds, the child's own peak RSS in MB, and its stdout."""
     start = time.perf_counter()
@@ -47,6 +66,14 @@ def measured(command: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple
     if process.returncode != 0:
         raise RuntimeError(f"benchmark command failed ({process.returncode}): {shlex.join(command)}")
     return wall, usage.ru_maxrss / 1024, out
+
+
+def correctness(predictions_csv: Path) -> pd.Series:
+    """1.0 / 0.0 per test row of the evaluate step's predictions (label = prediction), indexed by
+    `source_file:source_row` in sorted order: two runs on the same test rows pair row by row."""
+    frame = read_predictions(predictions_csv)
+    right = (frame["label"] == frame["prediction"]).astype(float).to_numpy()
+    return pd.Series(right, index=(frame["source_file"] + ":" + frame["source_row"]).to_numpy()).sort_index()
 
 
 def model_flops_per_token(model_dir: Path, mean_tokens: float) -> float:

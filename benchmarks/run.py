@@ -10,6 +10,10 @@ measured in the same invocation; Refinery's tokenization throughput; the cached 
 (`refinery run` again with the same inputs, and `dvc repro` with nothing changed). Results go to
 `benchmarks/results/<date>-<host>.json` and `.md`. The `sweep` workload (benchmarks/sweep.py)
 compares a sweep with the median pruner and one without, and its winner with the defaults.
+`predict` (benchmarks/predict_bench.py) times `refinery predict` against a plain text-classification
+pipeline; `sft` (benchmarks/sft_bench.py) the causal-LM job against a plain TRL SFTTrainer script.
+`--precision-study` (benchmarks/precision_study.py) trains each `train.precision` variant on the
+same examples and seeds instead, and decides what `train.precision: auto` takes on this CPU.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 import tempfile
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import yaml
@@ -41,9 +45,12 @@ from benchmarks.measures import (
     model_flops_per_token,
     tokenization_rate,
 )
+from benchmarks.precision_study import DECISION_NAME, VARIANTS, StudyRunner, run_precision_study
+from benchmarks.predict_bench import PredictSetup, add_predict_arguments, predict_table, run_predict_workload
 from benchmarks.report import report
+from benchmarks.sft_bench import SftSetup, add_sft_arguments, run_sft_workload, sft_table
 from benchmarks.sweep import SweepSetup, run_sweep_workload, sweep_table
-from tasks.core.config import Params, parse_params
+from tasks.core.config import Params, Precision, parse_params
 from tasks.data.reading import read_frames
 from tasks.data.splitting import Splits
 from tasks.models.base_models import resolve_base_model
@@ -197,10 +204,20 @@ def main() -> None:
     parser.add_argument(
         "--workloads",
         default="banking77,sst2,distributed",
-        help="of banking77, sst2, emotion, distributed, sweep",
+        help="of banking77, sst2, emotion, distributed, sweep, predict, sft",
     )
     parser.add_argument(
-        "--precision", choices=["auto", "fp32", "bf16"], default=None, help="Refinery's train.precision"
+        "--precision", choices=get_args(Precision), default=None, help="Refinery's train.precision"
+    )
+    parser.add_argument(
+        "--precision-study",
+        action="store_true",
+        help="train.precision variants on banking77 and sst2, --seeds each (benchmarks/precision_study.py)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="precision study: seeds 42, 43, ... per variant")
+    parser.add_argument("--study-variants", default=",".join(VARIANTS), help="precision study: variants")
+    parser.add_argument(
+        "--write-decision", action="store_true", help=f"precision study: store its choice as {DECISION_NAME}"
     )
     parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro re-run")
     parser.add_argument("--quick", action="store_true", help="small subsets: checks the harness, not speed")
@@ -208,6 +225,8 @@ def main() -> None:
     parser.add_argument("--sweep-train-samples", type=int, default=None, help="sweep on N training rows")
     parser.add_argument("--sweep-trials", type=int, default=12, help="trials of each sweep")
     parser.add_argument("--sweep-pruners", default="median,none", help="one sweep per pruner, in order")
+    add_predict_arguments(parser)
+    add_sft_arguments(parser)
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -232,7 +251,13 @@ def main() -> None:
     }
     out = REPO / "benchmarks" / "results" / f"{results['date']}-{results['host']}{'-quick' * args.quick}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.precision_study:  # its own files: the variants against each other, not against the plain script
+        specs = workloads(args.quick)
+        print(run_precision_study(results, specs, args, env, StudyRunner(refinery_params, run_refinery), out))
+        return
     names = args.workloads.split(",")
+    if set(names) <= {"predict", "sft"}:  # alone, in their own files (as the sweep): no classification table
+        out = out.with_name(f"{out.name}-{'-'.join(names)}")
     table = ""
     if "sweep" in names:  # its own files: pruned vs unpruned sweeps, not Refinery vs the plain script
         setup = SweepSetup(
@@ -253,11 +278,20 @@ def main() -> None:
             results["distributed"] = run_distributed(
                 refinery_params, workloads(args.quick)["banking77"], args, env
             )
+        elif name in ("predict", "sft"):  # their own tables: benchmarks/predict_bench.py, sft_bench.py
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+                results[name] = (
+                    run_predict_workload(Path(tmp), PredictSetup.from_args(args), env)
+                    if name == "predict"
+                    else run_sft_workload(Path(tmp), SftSetup.from_args(args), env, results["gemm_flops"])
+                )
         else:
             results["workloads"][name] = run_workload(name, workloads(args.quick)[name], args, env)
         out.with_suffix(".json").write_text(json.dumps(results, indent=2))  # each workload as it ends
         table = report(results) if results["workloads"] else ""
         table += distributed_table(results["distributed"]) if "distributed" in results else ""
+        table += predict_table(results["predict"]) if "predict" in results else ""
+        table += sft_table(results["sft"]) if "sft" in results else ""
         out.with_suffix(".md").write_text(table)
     print(table)
 

@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.measures import gemm_flops
+from benchmarks.sft_bench import lora_flops_per_token
 from benchmarks.smollm2_zero_shot import build_prompt, generate_answers, score
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import resolve_base_model
@@ -70,19 +71,13 @@ def refinery_run(params: str, overrides: list[str], work: Path, name: str) -> tu
 def training_speed(layout: RunLayout, model_dir: Path) -> dict[str, float]:
     """Training tokens/s (real tokens, not padding) and the model FLOP/s it implies.
 
-    LoRA training FLOPs per token: 2 x matmul weights forward, 2 x backward for the activations'
-    gradients (the frozen weights get none), plus the small adapters; attention scores ignored.
+    LoRA training FLOPs per token: `benchmarks.sft_bench.lora_flops_per_token`.
     """
     summary = json.loads(layout.train_metrics.read_text())
     train = load_tokenized(layout)["train"]
     tokens = sum(len(ids) for ids in train["input_ids"]) * float(summary.get("epochs_completed", 1.0))
     seconds = float(summary["train_runtime_s"])
-    config = json.loads((model_dir / "config.json").read_text())
-    hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
-    kv = hidden * config["num_key_value_heads"] // config["num_attention_heads"]
-    per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * config["intermediate_size"]
-    matmul_weights = layers * per_layer + vocab * hidden  # the LM head too
-    flops = 4 * matmul_weights * tokens / seconds
+    flops = lora_flops_per_token(json.loads((model_dir / "config.json").read_text())) * tokens / seconds
     return {"train_tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds,
             "model_flops_per_second": flops}  # fmt: skip
 

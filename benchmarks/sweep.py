@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
-import pandas as pd
 import yaml
 
-from benchmarks.measures import BIN, REPO, measured
+from benchmarks.measures import BIN, REPO, correctness, measured
 
 
 @dataclass(frozen=True)
@@ -118,17 +116,14 @@ def paired_difference(defaults_csv: Path, winner_csv: Path) -> dict[str, Any]:
     (95 % interval, 2,000 resamples) and McNemar's exact p, so one draw is not read as a gain."""
     from tasks.comparison.statistics import mcnemar_pairs, paired_bootstrap_scores
 
-    key = ["source_file", "source_row"]
-    defaults, winner = (pd.read_csv(p, keep_default_na=False) for p in (defaults_csv, winner_csv))
-    paired = defaults.merge(winner, on=key, suffixes=("_d", "_w"), validate="one_to_one")
-    if len(paired) != len(defaults) or len(paired) != len(winner):
-        raise ValueError(f"{winner_csv}: {len(winner)} test rows, {len(paired)} shared with {defaults_csv}")
-    right_d = (paired["prediction_d"].astype(str) == paired["label_d"].astype(str)).to_numpy()
-    right_w = (paired["prediction_w"].astype(str) == paired["label_w"].astype(str)).to_numpy()
-    boot = paired_bootstrap_scores(right_d.astype(np.float64), right_w.astype(np.float64), "accuracy", 2000)
-    test = mcnemar_pairs(right_d, right_w)
+    defaults, winner = correctness(defaults_csv), correctness(winner_csv)
+    shared = len(defaults.index.intersection(winner.index))
+    if shared != len(defaults) or shared != len(winner):
+        raise ValueError(f"{winner_csv}: {len(winner)} test rows, {shared} shared with {defaults_csv}")
+    boot = paired_bootstrap_scores(defaults.to_numpy(), winner.to_numpy(), "accuracy", 2000)
+    test = mcnemar_pairs(defaults.to_numpy() == 1.0, winner.to_numpy() == 1.0)
     return {
-        "examples": len(paired),
+        "examples": shared,
         "difference": boot.delta,
         "low": boot.low,
         "high": boot.high,

@@ -42,7 +42,11 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {**ONE_GPU, "strategy": "deepspeed", "deepspeed_config": str(DEEPSPEED_CONFIG)},
         {},
     ),
+    # train.precision variants beside auto's bf16 autocast (the summary must name the one asked for)
+    "classifier-bf16-linear": ("sequence_classification", {}, {"precision": "bf16_linear"}),
+    "classifier-fp32-bf16-matmul": ("sequence_classification", {}, {"precision": "fp32_bf16_matmul"}),
     "sft-lora-single-gpu": ("causal_lm", {}, {"lora": {"enabled": True}}),
+    "sft-lora-bf16-linear": ("causal_lm", {}, {"lora": {"enabled": True}, "precision": "bf16_linear"}),
     # FSDP with LoRA is refused by the params (rank 0 could not save the merged model); a full fine-tune
     "sft-full-torchrun-fsdp": ("causal_lm", {**ONE_GPU, "strategy": "fsdp"}, {}),
     "sft-full-torchrun-deepspeed": (
@@ -136,9 +140,9 @@ def check_case(root: Path, name: str, timeout: int) -> dict[str, Any]:
     summary = json.loads((layout_root / "train" / "metrics.json").read_text())
     history = pd.read_csv(layout_root / "train" / "history.csv").dropna(subset=["train_loss"])
     weights = sorted(p.name for p in (layout_root / "model").rglob("*.safetensors"))
-    _, distributed, _ = CASES[name]
+    _, distributed, extra = CASES[name]
     expected = {
-        "precision": "bf16",  # train.precision auto on CUDA
+        "precision": extra.get("precision", "bf16"),  # train.precision auto: bf16 on CUDA
         "world_size": 1,
         "launcher": distributed.get("launcher", "none"),
         "strategy": distributed.get("strategy", "ddp"),

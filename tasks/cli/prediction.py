@@ -36,6 +36,9 @@ OUTPUT_COLUMNS = OUTPUTS["text-classification"]
 
 # a batch of rows (`text`, and `text_pair` for a model of pairs) in, the output columns out
 Scorer = Callable[[pd.DataFrame], pd.DataFrame]
+# the same rows in, each one's length in the model's tokens out
+Lengths = Callable[[pd.DataFrame], np.ndarray]
+LENGTH_CHUNK = 8192  # rows tokenized at a time when counting tokens: a large file's ids are never all held
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class LoadedScorer:
     kind: str
     pair: bool
     score: Scorer
+    lengths: Lengths | None = None  # None: rows are ordered by their characters
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -128,7 +132,14 @@ def load_scorer(model_uri: str) -> LoadedScorer:
         out = model.predict(batch)
         return out.rename(columns={"score": "confidence"}) if kind == "single_label" else out
 
-    return LoadedScorer(str(kind), pair, score)
+    try:
+        served = model.unwrap_python_model()  # the served encoder, with the tokenizer it scores with
+    except MlflowException:
+        served = None
+    tokenizer = getattr(served, "tokenizer", None)
+    max_length = (getattr(served, "config", None) or {}).get("max_length")
+    lengths = None if tokenizer is None else _token_lengths(tokenizer, max_length)
+    return LoadedScorer(str(kind), pair, score, lengths)
 
 
 def _pipeline_scorer(model_uri: str) -> LoadedScorer:
@@ -148,7 +159,45 @@ def _pipeline_scorer(model_uri: str) -> LoadedScorer:
             {"label": [str(o["label"]) for o in outputs], "confidence": [float(o["score"]) for o in outputs]}
         )
 
-    return LoadedScorer("text-classification", False, score)
+    return LoadedScorer("text-classification", False, score, _token_lengths(pipeline.tokenizer, None))
+
+
+def token_lengths(
+    tokenizer: Any, texts: list[str], pairs: list[str] | None = None, max_length: int | None = None
+) -> np.ndarray:
+    """How many tokens the model reads of each text (pair), truncated as it scores them."""
+    lengths = np.empty(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), LENGTH_CHUNK):
+        stop = start + LENGTH_CHUNK
+        encoded = tokenizer(
+            texts[start:stop],
+            pairs[start:stop] if pairs is not None else None,
+            truncation=True,
+            max_length=max_length,
+        )
+        lengths[start : start + len(encoded["input_ids"])] = [len(ids) for ids in encoded["input_ids"]]
+    return lengths
+
+
+def _token_lengths(tokenizer: Any, max_length: int | None) -> Lengths:
+    def lengths(rows: pd.DataFrame) -> np.ndarray:
+        pairs = rows["text_pair"].tolist() if "text_pair" in rows.columns else None
+        return token_lengths(tokenizer, rows["text"].tolist(), pairs, max_length)
+
+    return lengths
+
+
+def row_lengths(scorer: LoadedScorer, inputs: pd.DataFrame) -> np.ndarray:
+    """Each row's length as the model sees it: its tokens when the scorer counts them, else characters.
+
+    Characters sort tokens loosely: on BANKING77's test texts, batches of 64 in character order still
+    pad to 1.32x the real tokens, in token order to 1.07x."""
+    if scorer.lengths is not None:
+        return np.asarray(scorer.lengths(inputs), dtype=np.int64)
+    chars = inputs["text"].str.len()
+    if "text_pair" in inputs.columns:
+        chars = chars + inputs["text_pair"].str.len()
+    return chars.to_numpy()
 
 
 def predict_frame(
@@ -161,13 +210,12 @@ def predict_frame(
 ) -> pd.DataFrame:
     """`frame`'s own columns plus the model's output columns, scored `batch_size` rows at a time.
 
-    Rows are scored longest first, so each batch pads to similar lengths (the models pad per
-    batch), and the answers are put back in the input's order."""
+    Rows are scored longest first in the model's tokens (`row_lengths`), so each batch pads to
+    similar lengths (the models pad per batch), and the answers are put back in the input's order."""
     inputs = pd.DataFrame({"text": frame[text_column].astype(str).to_numpy()})
     if pair_column is not None:
         inputs["text_pair"] = frame[pair_column].astype(str).to_numpy()
-    lengths = inputs["text"].str.len() + (inputs["text_pair"].str.len() if pair_column is not None else 0)
-    order = np.argsort(-lengths.to_numpy(), kind="stable")
+    order = np.argsort(-row_lengths(scorer, inputs), kind="stable")
     parts: list[pd.DataFrame] = []
     with tqdm(total=len(inputs), unit="texts", desc="scoring", disable=not progress) as bar:
         for start in range(0, len(inputs), batch_size):

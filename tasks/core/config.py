@@ -104,6 +104,10 @@ class LoraSettings(_Section):
     quantize_4bit: bool = False  # QLoRA: needs CUDA and bitsandbytes
 
 
+# what `train.precision` accepts; tasks/training/precision.py says what each one computes in
+Precision = Literal["auto", "fp32", "bf16", "fp16", "fp32_bf16_matmul", "bf16_linear"]
+
+
 class TrainConfig(_Section):
     """Fine-tuning hyper-parameters, passed to the HF Trainer."""
 
@@ -118,9 +122,10 @@ class TrainConfig(_Section):
     seed: int = 42
     gradient_accumulation_steps: int = Field(1, gt=0)
     group_by_length: bool = True
-    # auto: bf16 autocast on CUDA (fp16 on GPUs without bf16), fp32 on a CPU, where bf16 autocast
-    # cost accuracy (README, Benchmarks); `bf16` asks for it anyway. Weights stay fp32 either way.
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # auto: bf16 autocast on CUDA (fp16 on GPUs without bf16); on a CPU the precision study's choice
+    # (tasks/training/precision_study.json), fp32 without one. The variants: tasks/training/precision.py.
+    # Weights stay fp32 in every one.
+    precision: Precision = "auto"
     torch_compile: bool = False  # torch.compile the model: pays off on CUDA for long runs
     early_stopping_patience: int | None = Field(2, ge=1)  # evaluations without gain; null: off
     # a validation metric of the task type (its check_params lists them); loss and errors: minimised

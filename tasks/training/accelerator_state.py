@@ -16,19 +16,19 @@ from typing import Any
 
 import torch
 
-_shared = {"active": False}
+from tasks.training.precision import AUTOCAST
 
-MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+_shared = {"active": False}
 
 
 @contextmanager
 def shared_accelerator_state(precision: str) -> Iterator[None]:
-    """Trainers built in the block (any thread) share one state in `precision` (fp32/bf16/fp16)."""
+    """Trainers built in the block (any thread) share one state for `precision` (a resolved variant)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=MIXED_PRECISION[precision])
+    Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=AUTOCAST[precision])
     _shared["active"] = True
     try:
         yield

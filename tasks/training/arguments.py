@@ -1,7 +1,8 @@
 """Hugging Face `TrainingArguments` from `train:`, in the precision this hardware runs best.
 
-`train.precision: auto` is bf16 autocast on CUDA (fp16 on GPUs without bf16) and fp32 on a CPU;
-TF32 matmuls on Ampere-or-newer GPUs. Every task type's Trainer starts from these arguments.
+`train.precision: auto` is bf16 autocast on CUDA (fp16 on GPUs without bf16) and, on a CPU, the
+precision study's choice (fp32 without one; tasks/training/precision.py); TF32 matmuls on
+Ampere-or-newer GPUs. Every task type's Trainer starts from these arguments.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,44 +21,42 @@ from tasks.core.errors import ConfigError
 from tasks.core.files import read_json
 from tasks.metrics import LOWER_IS_BETTER
 from tasks.training.accelerator_state import configured_state_values
+from tasks.training.precision import AUTOCAST, USES_BF16, auto_cpu_precision, cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
 
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """AVX512-BF16 or AMX: the CPU multiplies bf16 in hardware (elsewhere bf16 is emulated, slower)."""
-    try:
-        flags = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+def training_precision(requested: str, cuda: bool, cuda_bf16: bool, cpu_auto: str = "fp32") -> str:
+    """The variant training runs in for `train.precision` on this hardware (tasks/training/precision.py).
 
-
-def training_precision(requested: str, cuda: bool, cuda_bf16: bool) -> str:
-    """The precision training runs in for `train.precision` on this hardware (fp32, bf16 or fp16).
-
-    `auto` is bf16 autocast on CUDA (fp16 on GPUs without bf16) and fp32 on a CPU: bf16 on the CPU
-    is 1.7x faster here but cost 2.2 points of SST-2 test accuracy (README, Benchmarks), more
-    than the 0.5 we allow a speed-up; set `bf16` to take that trade.
+    `auto` is bf16 autocast on CUDA (fp16 on GPUs without bf16) and `cpu_auto` on a CPU: the
+    precision study's choice, fp32 without one (one SST-2 run lost 2.2 points in bf16; README,
+    Benchmarks).
     """
     if requested == "auto":
         if cuda:
             return "bf16" if cuda_bf16 else "fp16"
-        return "fp32"
+        return cpu_auto
     if requested == "fp16" and not cuda:
         raise ConfigError("train.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
-    if requested == "bf16" and cuda and not cuda_bf16:
-        raise ConfigError("train.precision: this CUDA GPU has no bf16; use fp16 or fp32")
+    if requested in USES_BF16 and cuda and not cuda_bf16:
+        raise ConfigError(f"train.precision: this CUDA GPU has no bf16 for {requested}; use fp16 or fp32")
     return requested
 
 
 def resolved_precision(cfg: TrainConfig) -> str:
-    """`training_precision` for the machine this runs on; warns when CPU bf16 would be emulated."""
+    """`training_precision` for the machine this runs on."""
     cuda = torch.cuda.is_available()
-    precision = training_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
-    if precision == "bf16" and not cuda and not cpu_has_native_bf16():
-        log.warning("train.precision: bf16 on a CPU without AVX512-BF16/AMX is emulated: slower than fp32")
-    return precision
+    cpu_auto = auto_cpu_precision() if cfg.precision == "auto" and not cuda else "fp32"
+    return training_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported(), cpu_auto)
+
+
+def warn_if_emulated(precision: str) -> None:
+    """bf16 on a CPU without AVX512-BF16/AMX is emulated: slower than fp32, say so."""
+    if precision in USES_BF16 and not torch.cuda.is_available() and not cpu_has_native_bf16():
+        log.warning(
+            "train.precision: %s on a CPU without AVX512-BF16/AMX is emulated: slower than fp32", precision
+        )
 
 
 def hardware_description() -> str:
@@ -158,6 +156,7 @@ def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -
     False: no validation split, so no evaluation and no best-model selection."""
     cuda = torch.cuda.is_available()
     precision = resolved_precision(cfg)
+    warn_if_emulated(precision)
     ranks = cfg.distributed.world_size  # train.batch_size is the global batch: each rank takes its share
     stops = evaluate and cfg.early_stopping_patience is not None
     best = f"eval_{cfg.metric_for_best_model}" if stops else None
@@ -182,8 +181,8 @@ def argument_values(cfg: TrainConfig, output_dir: Path, evaluate: bool = True) -
         load_best_model_at_end=best is not None,
         metric_for_best_model=best,
         greater_is_better=None if best is None else cfg.metric_for_best_model not in LOWER_IS_BETTER,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        bf16=AUTOCAST[precision] == "bf16",  # bf16_linear's autocast is its own (precision_modes.py)
+        fp16=AUTOCAST[precision] == "fp16",
         tf32=True if cuda_has_tf32() else None,  # fp32 matmuls on tensor cores (Ampere and newer)
         torch_compile=cfg.torch_compile,
         use_cpu=not cuda,  # the Trainer accepts bf16 without a GPU only when told it runs on CPU

@@ -25,6 +25,7 @@ from tasks.core.files import space_for
 from tasks.core.hashing import code_version
 from tasks.core.layout import RunLayout
 from tasks.models.base_models import weights_fingerprint
+from tasks.training.precision import decision_fingerprint
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -35,6 +36,8 @@ _SHARED_CODE = (
     Path(__file__).with_name("arguments.py"),
     Path(__file__),
     Path(__file__).with_name("resumption.py"),
+    Path(__file__).with_name("precision.py"),
+    Path(__file__).with_name("precision_modes.py"),
 )
 
 
@@ -55,7 +58,9 @@ def checkpoint_key(tokenized_key: str, cfg: TrainConfig, model_dir: Path, task_c
         "reuse_trained": True,
         "distributed": {"launcher", "rdzv_endpoint", "ray_address", "resources_per_worker"},
     }
-    digest.update(cfg.model_dump_json(exclude=excluded).encode())
+    digest.update(cfg.model_dump_json(exclude=excluded).encode())  # train.precision: each variant its own
+    if cfg.precision == "auto":  # what auto trains in follows the committed precision study
+        digest.update(f"precision study {decision_fingerprint()}".encode())
     digest.update(f"{code_version(*_SHARED_CODE)} {task_code}".encode())
     digest.update(f"torch {version('torch')} transformers {version('transformers')}".encode())
     digest.update(str(model_dir.resolve()).encode())
@@ -72,7 +77,8 @@ def clear_finished(output_dir: Path) -> None:
 def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
     """Run `trainer`, resuming an interrupted run in `output_dir`; return the summary metrics."""
     # here, not at the top: a run that reuses a finished training never loads torch or transformers
-    from tasks.training.arguments import hardware_description
+    from tasks.training.arguments import hardware_description, resolved_precision
+    from tasks.training.precision_modes import precision_applied
     from tasks.training.progress_log import ProgressLog
     from tasks.training.resumption import MarkSavedCheckpoints, usable_checkpoint
 
@@ -89,7 +95,11 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         prepare_ray_trainer(trainer)
     trainer.add_callback(MarkSavedCheckpoints())
     trainer.add_callback(ProgressLog(cfg.metric_for_best_model))
-    with space_for(output_dir, "train.checkpoint_dir"):  # a cut checkpoint is skipped on resume
+    precision = resolved_precision(cfg)
+    with (
+        space_for(output_dir, "train.checkpoint_dir"),  # a cut checkpoint is skipped on resume
+        precision_applied(precision, trainer.model),  # what the Trainer's bf16/fp16 flags do not set
+    ):
         result = trainer.train(resume_from_checkpoint=resume_from)
     if trainer.is_world_process_zero():
         (output_dir / COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
@@ -102,7 +112,7 @@ def fit(trainer: Trainer, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "resumed": resume_from is not None,
         "resumed_from": last.name if last is not None else None,
         "checkpoints_skipped": len(skipped),
-        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "precision": precision,  # the variant trained in: `auto` resolved
         "hardware": hardware_description(),
         "world_size": int(trainer.args.world_size),
         "launcher": cfg.distributed.launcher,

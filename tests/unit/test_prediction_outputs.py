@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.cli import prediction
 from tasks.cli.prediction import LoadedScorer, predict_frame, read_texts, summarise, write_table
 from tasks.core.errors import DataError
 
@@ -80,3 +82,33 @@ def test_rows_are_scored_longest_first_and_answered_in_input_order() -> None:
     )
     assert seen == [["eeeee", "dddd"], ["ccc", "bb"], ["a"]]  # similar lengths share a batch
     assert scored["prediction"].tolist() == [2.0, 1.0, 4.0, 3.0, 5.0]
+
+
+def test_rows_are_ordered_by_the_tokens_the_scorer_counts_not_by_characters() -> None:
+    seen: list[list[str]] = []
+
+    def score(batch: pd.DataFrame) -> pd.DataFrame:
+        seen.append(batch["text"].tolist())
+        return pd.DataFrame({"prediction": batch["text"].str.split().str.len().astype(float)})
+
+    def words(rows: pd.DataFrame) -> np.ndarray:  # a word a token: the long word is one token
+        return rows["text"].str.split().str.len().to_numpy()
+
+    frame = pd.DataFrame({"text": ["a b c", "extraordinarily", "d e", "f g h i"]})
+    scorer = LoadedScorer("regression", False, score, words)
+    scored = predict_frame(scorer, frame, "text", batch_size=2, progress=False)
+    assert seen == [["f g h i", "a b c"], ["d e", "extraordinarily"]]  # by characters it led
+    assert scored["prediction"].tolist() == [3.0, 1.0, 2.0, 4.0]
+
+
+def test_token_lengths_are_those_the_model_reads_truncated_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import BertTokenizer
+
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "card", "lost", "my"]))
+    tokenizer = BertTokenizer(vocab=str(tmp_path / "vocab.txt"), model_max_length=6)
+    monkeypatch.setattr(prediction, "LENGTH_CHUNK", 2)
+    texts = ["card", "my card lost", "lost " * 10, "my"]
+    assert prediction.token_lengths(tokenizer, texts).tolist() == [3, 5, 6, 3]  # [CLS] ... [SEP], cut at 6
+    assert prediction.token_lengths(tokenizer, texts, ["card"] * 4, max_length=4).tolist() == [4, 4, 4, 4]
