@@ -175,13 +175,18 @@ def run_refinery(run_dir: Path, params_path: Path, env: dict[str, str]) -> dict[
     train = json.loads(layout.train_metrics.read_text())
     ids = load_tokenized(layout)["train"]["input_ids"]
     tokens = non_padding_tokens(ids, float(train["epochs_completed"]))
+    return run_measures(wall, rss, float(train["train_runtime_s"]), tokens, float(train["global_steps"]))
+
+
+def run_measures(wall: float, rss: float, runtime: float, tokens: float, steps: float) -> dict[str, float]:
+    """One side's row: wall time, peak RSS, training time, non-padding tokens and their rate, steps."""
     return {
         "wall_s": wall,
         "peak_rss_mb": rss,
-        "train_runtime_s": float(train["train_runtime_s"]),
+        "train_runtime_s": runtime,
         "train_tokens": tokens,
-        "tokens_per_s": tokens / max(float(train["train_runtime_s"]), 1e-9),
-        "steps": float(train["global_steps"]),
+        "tokens_per_s": tokens / max(runtime, 1e-9),
+        "steps": steps,
     }
 
 
@@ -215,14 +220,7 @@ def run_plain(work: Path, train_file: Path, model: Path, raw: dict[str, Any], pa
     wall, rss, out = measured(command, env, cwd=work)
     plain = json.loads(out.strip().splitlines()[-1])
     tokens = float(plain["train_tokens_per_epoch"]) * float(plain["epochs"])
-    return {
-        "wall_s": wall,
-        "peak_rss_mb": rss,
-        "train_runtime_s": float(plain["train_runtime_s"]),
-        "train_tokens": tokens,
-        "tokens_per_s": tokens / max(float(plain["train_runtime_s"]), 1e-9),
-        "steps": float(plain["global_steps"]),
-    }
+    return run_measures(wall, rss, float(plain["train_runtime_s"]), tokens, float(plain["global_steps"]))
 
 
 def device_peak(precision: str, cpu_peaks: dict[str, float]) -> dict[str, Any]:
