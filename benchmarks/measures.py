@@ -71,7 +71,11 @@ def measured(command: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple
 def correctness(predictions_csv: Path) -> pd.Series:
     """1.0 / 0.0 per test row of the evaluate step's predictions (label = prediction), indexed by
     `source_file:source_row` in sorted order: two runs on the same test rows pair row by row."""
-    frame = read_predictions(predictions_csv)
+    return row_correctness(read_predictions(predictions_csv))
+
+
+def row_correctness(frame: pd.DataFrame) -> pd.Series:
+    """`correctness` of a predictions frame (`label`, `prediction`, `source_file`, `source_row`)."""
     right = (frame["label"] == frame["prediction"]).astype(float).to_numpy()
     return pd.Series(right, index=(frame["source_file"] + ":" + frame["source_row"]).to_numpy()).sort_index()
 

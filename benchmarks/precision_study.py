@@ -16,7 +16,10 @@ The decision: the fastest variant (geometric mean of its samples/s ratios) whose
 fp32 includes zero or lies above it on both workloads, fp32 where none is faster. `--write-decision`
 stores it as tasks/training/precision_study.json, which `train.precision: auto` follows on CPUs
 with the native-bf16 flags this one has; it refuses a study of fewer than 5 seeds, one workload
-or `--quick` subsets. Results: `benchmarks/results/<date>-<host>-precision-study.{json,md}`.
+or `--quick` subsets. `--study-from FILE` (repeatable) takes workloads an earlier study's results
+file trained (same variants, seeds, epochs, CPU and torch) instead of training them again, so a
+study can be run one workload at a time and decided on together.
+Results: `benchmarks/results/<date>-<host>-precision-study.{json,md}`.
 """
 
 from __future__ import annotations
@@ -109,27 +112,30 @@ def paired_difference(reference: np.ndarray, variant: np.ndarray, cfg: ChampionG
     return {"delta": boot.delta, "low": boot.low, "high": boot.high, "per_seed": per_seed}
 
 
-def summarize(workload: dict[str, Any], cfg: ChampionGateConfig) -> dict[str, dict[str, Any]]:
-    """Per variant: median samples/s and its ratio to fp32's, mean accuracy, the paired difference."""
+def summarize(
+    workload: dict[str, Any], cfg: ChampionGateConfig, reference: str = REFERENCE
+) -> dict[str, dict[str, Any]]:
+    """Per variant: median samples/s and its ratio to the reference's (fp32), mean accuracy, the
+    paired difference from the reference (the ablation's reference is the plain script)."""
     runs = workload["runs"]
 
     def matrix(variant: str) -> np.ndarray:
         ordered = sorted(runs[variant], key=lambda run: run["seed"])
         return np.array([[float(bit) for bit in run["right"]] for run in ordered])
 
-    base_speed = statistics.median(run["samples_per_s"] for run in runs[REFERENCE])
+    base_speed = statistics.median(run["samples_per_s"] for run in runs[reference])
     summary: dict[str, dict[str, Any]] = {}
     for variant, measured in runs.items():
         seeds = sorted(run["seed"] for run in measured)
-        if seeds != sorted(run["seed"] for run in runs[REFERENCE]):
-            raise ValueError(f"{variant}: seeds {seeds} differ from {REFERENCE}'s")
+        if seeds != sorted(run["seed"] for run in runs[reference]):
+            raise ValueError(f"{variant}: seeds {seeds} differ from {reference}'s")
         speed = statistics.median(run["samples_per_s"] for run in measured)
         summary[variant] = {
             "samples_per_s": speed,
             "speed_ratio": speed / base_speed,
             "accuracy": statistics.fmean(run["accuracy"] for run in measured),
             "seeds": seeds,
-            **paired_difference(matrix(REFERENCE), matrix(variant), cfg),
+            **paired_difference(matrix(reference), matrix(variant), cfg),
         }
     return summary
 
@@ -167,6 +173,9 @@ def study_table(results: dict[str, Any]) -> str:
         + " | accuracy holds |",
         "|---|" + "---|---|" * len(names) + "---|",
     ]  # fmt: skip
+    earlier = [f"{name} from {study['from']}" for name, study in study.items() if study.get("from")]
+    if earlier:
+        lines[2] += f" Trained by an earlier run of the study: {'; '.join(earlier)}."
     for variant, standing in decision["standing"].items():
         cells = []
         for name in names:
@@ -238,6 +247,43 @@ def study_plan(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return variants, names
 
 
+def load_studies(
+    paths: list[str], variants: list[str], args: argparse.Namespace, results: dict[str, Any]
+) -> dict[str, Any]:
+    """Workloads of earlier studies (`--study-from`) to decide on with this one's: each must have
+    trained the same variants with the same seeds, epochs and subsets on the same CPU and torch, or
+    the pairing and the speed ratios would not hold."""
+    loaded: dict[str, Any] = {}
+    for path in paths:
+        try:
+            earlier = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--study-from: {path}: {exc}") from exc
+        if not isinstance(earlier, dict) or not earlier.get("precision_study"):
+            raise SystemExit(f"--study-from: {path} holds no precision study")
+        for key in ("cpu", "cores", "torch"):
+            if earlier.get(key) != results[key]:
+                raise SystemExit(
+                    f"--study-from: {path} ran on {key} {earlier.get(key)}, this study on {results[key]}"
+                )
+        given = earlier["args"]
+        for key in ("seeds", "epochs", "quick"):
+            if given.get(key) != getattr(args, key):
+                raise SystemExit(
+                    f"--study-from: {path} has {key} {given.get(key)}, this study {getattr(args, key)}"
+                )
+        for name, study in earlier["precision_study"].items():
+            if sorted(study["runs"]) != sorted(variants):
+                raise SystemExit(
+                    f"--study-from: {path}: {name} trained {', '.join(study['runs'])}, "
+                    f"this study {', '.join(variants)} (--study-variants)"
+                )
+            if name in loaded:
+                raise SystemExit(f"--study-from: {path}: {name} is in another --study-from file too")
+            loaded[name] = {**study, "from": study.get("from", path)}
+    return loaded
+
+
 def run_precision_study(
     results: dict[str, Any],
     specs: dict[str, dict[str, Any]],
@@ -248,13 +294,18 @@ def run_precision_study(
 ) -> str:
     """Run the study on run.py's `specs`, write its JSON and Markdown beside `out`, return the table."""
     variants, names = study_plan(args)
+    loaded = load_studies(args.study_from, variants, args, results)
     cfg = parse_params(yaml.safe_load((REPO / "params.yaml").read_text())).gate.champion
     with reduced_precision_matmuls(cuda=False):
         results["gemm_flops"]["fp32_bf16_matmul"] = gemm_flops(torch.float32)
     results.update(precision_study={}, bootstrap={"resamples": cfg.resamples, "confidence": cfg.confidence})
     named = out.with_name(f"{out.name}-precision-study")
+    table = ""
     for name in names:
-        trained = train_variants(specs[name], args, env, runner, variants)
+        if name in loaded:  # trained by an earlier study: summarized again, with this params.yaml's bootstrap
+            trained = {key: loaded[name][key] for key in ("rows", "runs", "from")}
+        else:
+            trained = train_variants(specs[name], args, env, runner, variants)
         results["precision_study"][name] = {**trained, "summary": summarize(trained, cfg)}
         summaries = {n: study["summary"] for n, study in results["precision_study"].items()}
         results["decision"] = decide(summaries)

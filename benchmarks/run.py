@@ -13,7 +13,9 @@ compares a sweep with the median pruner and one without, and its winner with the
 `predict` (benchmarks/predict_bench.py) times `refinery predict` against a plain text-classification
 pipeline; `sft` (benchmarks/sft_bench.py) the causal-LM job against a plain TRL SFTTrainer script.
 `--precision-study` (benchmarks/precision_study.py) trains each `train.precision` variant on the
-same examples and seeds instead, and decides what `train.precision: auto` takes on this CPU.
+same examples and seeds instead, and decides what `train.precision: auto` takes on this CPU;
+`--ablation` (benchmarks/ablation.py) switches Refinery's defaults off one at a time against the
+plain script, over seeds, to find which of them costs accuracy.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from datasets import load_from_disk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.ablation import ARMS, AblationRunner, run_ablation
 from benchmarks.distributed import distributed_table, run_distributed
 from benchmarks.measures import (
     BIN,
@@ -118,17 +121,24 @@ def refinery_params(
 def plain_files(splits: Splits, work: Path) -> tuple[Path, Path]:
     """Refinery's train and test splits as CSV files for the plain script: the very same examples."""
     paths = (work / "plain_train.csv", work / "plain_test.csv")
-    for frame, path in zip((splits.train, splits.test), paths, strict=True):
-        frame[["text", "label"]].to_csv(path, index=False)
+    for frame, path in zip((splits.train, splits.test), paths, strict=True):  # the script reads text, label
+        frame[["text", "label", "source_file", "source_row"]].to_csv(path, index=False)
     return paths
 
 
 def run_plain(
-    work: Path, files: tuple[Path, Path], model: Path, epochs: float, seed: int, env: dict[str, str]
+    work: Path,
+    files: tuple[Path, Path],
+    model: Path,
+    epochs: float,
+    seed: int,
+    env: dict[str, str],
+    predictions: Path | None = None,
 ) -> dict:
+    """The plain script on `files`; `predictions`: where it writes each test row's answer."""
     command = [sys.executable, "benchmarks/plain_trainer.py", "--train", str(files[0]), "--test"]
     command += [str(files[1]), "--label-column", "label", "--model", str(model), "--epochs", str(epochs)]
-    command += ["--seed", str(seed)]
+    command += ["--seed", str(seed), *(["--predictions", str(predictions)] if predictions else [])]
     wall, rss, out = measured([*command, "--output-dir", str(work / "plain")], env)
     plain = json.loads(out.strip().splitlines()[-1])
     return {
@@ -140,6 +150,26 @@ def run_plain(
         "peak_rss_mb": rss,
         "accuracy": plain["test_accuracy"],
     }
+
+
+def split_files(work: Path, spec: dict[str, Any], args: argparse.Namespace) -> tuple[Path, Path]:
+    """The train and test splits Refinery carves from `spec` (data.seed's split, whatever the training
+    seed), written as the plain script's CSV files in `work`."""
+    raw = refinery_params(work, spec, args, work / "cache")
+    params: Params = parse_params(raw, "bench params")
+    return plain_files(split_frames(read_frames(params.data, REPO), params.data, REPO), work)
+
+
+def ablation_runner(args: argparse.Namespace) -> AblationRunner:
+    """run.py's machinery for the ablation: the plain script on MiniLM for `args.epochs`."""
+    model = resolve_base_model("minilm")
+
+    def plain(
+        work: Path, files: tuple[Path, Path], seed: int, env: dict[str, str], predictions: Path
+    ) -> dict[str, Any]:
+        return run_plain(work, files, model, args.epochs, seed, env, predictions)
+
+    return AblationRunner(refinery_params, run_refinery, plain, split_files)
 
 
 def run_refinery(run_dir: Path, params_path: Path, env: dict[str, str]) -> dict:
@@ -186,6 +216,8 @@ def run_workload(
                     rows["plain"].append(run_plain(work, files, model, args.epochs, seed, env))
                     continue
                 rows["refinery"].append(run_refinery(work / "refinery", params_path, env))
+                trained = json.loads((work / "refinery" / "train" / "metrics.json").read_text())
+                result.setdefault("refinery_precision", trained.get("precision"))  # `auto` resolved
                 rows["refinery_rerun"].append(run_refinery(work / "rerun", params_path, env))
             if i == 0 and args.dvc and name == "banking77":
                 dvc_raw = refinery_params(work, spec, args, Path(".cache/refinery"))
@@ -214,11 +246,30 @@ def main() -> None:
         action="store_true",
         help="train.precision variants on banking77 and sst2, --seeds each (benchmarks/precision_study.py)",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="precision study: seeds 42, 43, ... per variant")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="precision study and ablation: seeds 42, 43, ... per variant or arm",
+    )
     parser.add_argument("--study-variants", default=",".join(VARIANTS), help="precision study: variants")
     parser.add_argument(
         "--write-decision", action="store_true", help=f"precision study: store its choice as {DECISION_NAME}"
     )
+    parser.add_argument(
+        "--study-from",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="precision study: take the workloads this earlier study's JSON trained (repeatable)",
+    )
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="switch Refinery's defaults off one at a time against the plain script, --seeds each "
+        "(benchmarks/ablation.py)",
+    )
+    parser.add_argument("--ablation-arms", default=",".join(ARMS), help="ablation: arms")
     parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro re-run")
     parser.add_argument("--quick", action="store_true", help="small subsets: checks the harness, not speed")
     parser.add_argument("--sweep-dataset", choices=["banking77", "sst2", "emotion"], default="banking77")
@@ -254,6 +305,9 @@ def main() -> None:
     if args.precision_study:  # its own files: the variants against each other, not against the plain script
         specs = workloads(args.quick)
         print(run_precision_study(results, specs, args, env, StudyRunner(refinery_params, run_refinery), out))
+        return
+    if args.ablation:  # its own files: Refinery's defaults switched off, each against the plain script
+        print(run_ablation(results, workloads(args.quick), args, env, ablation_runner(args), out))
         return
     names = args.workloads.split(",")
     if set(names) <= {"predict", "sft"}:  # alone, in their own files (as the sweep): no classification table

@@ -18,6 +18,7 @@ from benchmarks.precision_study import (
     decide,
     decision_record,
     paired_difference,
+    run_precision_study,
     study_plan,
     study_table,
     summarize,
@@ -201,3 +202,36 @@ def test_the_plan_refuses_before_training_what_could_not_decide() -> None:
     with pytest.raises(SystemExit, match="--write-decision: this study would have workloads sst2 \\(both of"):
         plan(workloads="sst2")
     assert plan(workloads="sst2", seeds=1, write_decision=False)[1] == ["sst2"]  # a smoke run may
+
+
+def test_a_study_decides_on_the_workloads_earlier_runs_trained(tmp_path: Path) -> None:
+    results = _results()
+    for name in ("banking77", "sst2"):  # one workload per earlier run, as the study can be run
+        alone = {**results, "precision_study": {name: results["precision_study"][name]}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(alone), encoding="utf-8")
+    args = argparse.Namespace(
+        study_variants="fp32,bf16_linear", workloads="banking77,sst2", seeds=5, quick=False, epochs=3.0,
+        write_decision=False, study_from=[str(tmp_path / "banking77.json"), str(tmp_path / "sst2.json")],
+    )  # fmt: skip
+
+    def untrained(*given: Any) -> dict[str, Any]:
+        raise AssertionError("a workload an earlier study trained was trained again")
+
+    header = {key: results[key] for key in ("date", "host", "cpu", "cores", "torch")}
+    fresh = {**header, "args": vars(args), "gemm_flops": dict(results["gemm_flops"])}
+    runner = StudyRunner(untrained, untrained)
+    table = run_precision_study(fresh, {}, args, {}, runner, tmp_path / "merged")
+    assert "Decision: **bf16_linear**" in table and f"sst2 from {tmp_path / 'sst2.json'}" in table
+    assert json.loads((tmp_path / "merged-precision-study.json").read_text())["decision"]["workloads"] == [
+        "banking77",
+        "sst2",
+    ]
+    args.seeds = 6
+    with pytest.raises(SystemExit, match="banking77.json has seeds 5, this study 6"):
+        run_precision_study({**fresh, "args": vars(args)}, {}, args, {}, runner, tmp_path / "merged")
+    args.seeds, args.study_variants = 5, "fp32,bf16"
+    with pytest.raises(SystemExit, match="banking77 trained fp32, bf16_linear, this study fp32, bf16"):
+        run_precision_study(fresh, {}, args, {}, runner, tmp_path / "merged")
+    args.study_variants = "fp32,bf16_linear"
+    with pytest.raises(SystemExit, match="ran on cpu AMD EPYC, this study on Intel"):
+        run_precision_study({**fresh, "cpu": "Intel"}, {}, args, {}, runner, tmp_path / "merged")
