@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from benchmarks.measures import REPO, correctness, row_correctness
-from benchmarks.precision_study import summarize
+from benchmarks.measures import REPO, row_correctness
+from benchmarks.precision_study import refinery_trained, summarize, train_in_rotation
 from tasks.core.config import ChampionGateConfig, parse_params
 from tasks.task_types.classification.comparison import read_predictions
 
@@ -98,37 +97,18 @@ def train_arms(
 ) -> dict[str, Any]:
     """The plain script and every arm on every seed of one workload: samples/s, accuracy and
     per-row correctness."""
-    order = [PLAIN, *arms]
-    runs: dict[str, list[dict[str, Any]]] = {who: [] for who in order}
-    rows: list[str] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-ablation-") as tmp:
         cache = Path(tmp) / "cache"  # tokenized once per length rule; each arm and seed its own training
         files = runner.files(Path(tmp), spec, args)
-        for i in range(args.seeds):
-            seed = 42 + i
-            for who in order[i % len(order) :] + order[: i % len(order)]:
-                work = Path(tmp) / f"{who}-{seed}"  # its own MLflow store: no champion from another run
-                work.mkdir()
-                if who == PLAIN:
-                    measured = runner.plain(work, files, seed, env, work / "predictions.csv")
-                    right = plain_correctness(work / "predictions.csv", files[1])
-                else:
-                    raw = runner.params(work, spec, args, cache, seed)
-                    raw = arm_params(raw, who, args.precision or "fp32")
-                    (work / "params.yaml").write_text(yaml.safe_dump(raw))
-                    measured = runner.refinery(work / "run", work / "params.yaml", env)
-                    if measured["reused_training"]:
-                        raise RuntimeError(f"{who}, seed {seed}: reused a training instead of training")
-                    right = correctness(work / "run" / "eval" / "predictions.csv")
-                if rows is None:
-                    rows = right.index.tolist()
-                elif right.index.tolist() != rows:
-                    raise RuntimeError(f"{who}, seed {seed}: other test rows than the first run's")
-                bits = "".join("1" if r else "0" for r in right.to_numpy())
-                runs[who].append({"seed": seed, **measured, "right": bits})
-                shutil.rmtree(work)  # the model and checkpoints: 0.5 GB a training, read already
-                shutil.rmtree(cache / "checkpoints", ignore_errors=True)
-    return {"rows": rows, "runs": runs}
+
+        def train_one(who: str, seed: int, work: Path) -> tuple[dict[str, Any], pd.Series]:
+            if who == PLAIN:
+                measured = runner.plain(work, files, seed, env, work / "predictions.csv")
+                return measured, plain_correctness(work / "predictions.csv", files[1])
+            raw = arm_params(runner.params(work, spec, args, cache, seed), who, args.precision or "fp32")
+            return refinery_trained(runner.refinery, work, raw, env, f"{who}, seed {seed}")
+
+        return train_in_rotation([PLAIN, *arms], args.seeds, Path(tmp), train_one)
 
 
 def summarize_arms(workload: dict[str, Any], cfg: ChampionGateConfig) -> dict[str, dict[str, Any]]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
@@ -65,6 +66,50 @@ class StudyRunner:
     run: Callable[[Path, Path, dict[str, str]], dict[str, Any]]
 
 
+# one training: (who, seed, its own empty work directory) -> (measurements, per-row correctness)
+TrainOne = Callable[[str, int, Path], tuple[dict[str, Any], pd.Series]]
+
+
+def train_in_rotation(names: list[str], seeds: int, root: Path, train_one: TrainOne) -> dict[str, Any]:
+    """Every one of `names` on seeds 42, 43, …, the order rotated from seed to seed so none always meets
+    a warm page cache; each training in its own directory under `root` (its own MLflow store: no
+    champion from another run), removed once read with `root/cache`'s checkpoints. Returns the test
+    rows, which every training must share, and per name the runs: seed, measurements, correctness."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    rows: list[str] | None = None
+    for i in range(seeds):
+        seed = 42 + i
+        for who in names[i % len(names) :] + names[: i % len(names)]:
+            work = root / f"{who}-{seed}"
+            work.mkdir()
+            measured, right = train_one(who, seed, work)
+            if rows is None:
+                rows = right.index.tolist()
+            elif right.index.tolist() != rows:
+                raise RuntimeError(f"{who}, seed {seed}: other test rows than the first run's")
+            bits = "".join("1" if r else "0" for r in right.to_numpy())
+            runs[who].append({"seed": seed, **measured, "right": bits})
+            shutil.rmtree(work)  # the model and checkpoints: 0.5 GB a training, read already
+            shutil.rmtree(root / "cache" / "checkpoints", ignore_errors=True)
+    return {"rows": rows, "runs": runs}
+
+
+def refinery_trained(
+    run: Callable[[Path, Path, dict[str, str]], dict[str, Any]],
+    work: Path,
+    raw: dict[str, Any],
+    env: dict[str, str],
+    label: str,
+) -> tuple[dict[str, Any], pd.Series]:
+    """`refinery run` on params `raw` in `work`: its measurements and per-row correctness; an error
+    where it reused a finished training instead of training."""
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    measured = run(work / "run", work / "params.yaml", env)
+    if measured["reused_training"]:
+        raise RuntimeError(f"{label}: reused a training instead of training")
+    return measured, correctness(work / "run" / "eval" / "predictions.csv")
+
+
 def train_variants(
     spec: dict[str, Any],
     args: argparse.Namespace,
@@ -73,31 +118,15 @@ def train_variants(
     variants: list[str],
 ) -> dict[str, Any]:
     """Every variant on every seed of one workload: samples/s, accuracy and per-row correctness."""
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    rows: list[str] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         cache = Path(tmp) / "cache"  # tokenized once per workload; each variant and seed its own training
-        for i in range(args.seeds):
-            seed = 42 + i
-            for variant in variants[i % len(variants) :] + variants[: i % len(variants)]:
-                work = Path(tmp) / f"{variant}-{seed}"  # its own MLflow store: no champion from another run
-                work.mkdir()
-                raw = runner.params(work, spec, args, cache, seed)
-                raw["train"]["precision"] = variant
-                (work / "params.yaml").write_text(yaml.safe_dump(raw))
-                measured = runner.run(work / "run", work / "params.yaml", env)
-                if measured["reused_training"]:
-                    raise RuntimeError(f"{variant}, seed {seed}: reused a training instead of training")
-                right = correctness(work / "run" / "eval" / "predictions.csv")
-                if rows is None:
-                    rows = right.index.tolist()
-                elif right.index.tolist() != rows:
-                    raise RuntimeError(f"{variant}, seed {seed}: other test rows than the first run's")
-                bits = "".join("1" if r else "0" for r in right.to_numpy())
-                runs[variant].append({"seed": seed, **measured, "right": bits})
-                shutil.rmtree(work)  # the model and checkpoints: 0.5 GB a training, read already
-                shutil.rmtree(cache / "checkpoints", ignore_errors=True)
-    return {"rows": rows, "runs": runs}
+
+        def train_one(variant: str, seed: int, work: Path) -> tuple[dict[str, Any], pd.Series]:
+            raw = runner.params(work, spec, args, cache, seed)
+            raw["train"]["precision"] = variant
+            return refinery_trained(runner.run, work, raw, env, f"{variant}, seed {seed}")
+
+        return train_in_rotation(variants, args.seeds, Path(tmp), train_one)
 
 
 def paired_difference(reference: np.ndarray, variant: np.ndarray, cfg: ChampionGateConfig) -> dict[str, Any]:
