@@ -50,6 +50,10 @@ ARMS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "warmup and weight decay (both 0, as the plain script)",
         {"train": {"warmup_ratio": 0.0, "weight_decay": 0.0}},
     ),
+    "length_groups_of_8": (
+        "length groups of 50 batches (8 batches a group: more lengths mixed within a batch, more padding)",
+        {"train": {"length_group_batches": 8}},
+    ),
     "no_length_cap": (
         "the 99th-percentile length cap (the longest train text; the model's limit)",
         {"tokenize": {"length_percentile": 100.0}},
@@ -94,9 +98,10 @@ def train_arms(
     env: dict[str, str],
     runner: AblationRunner,
     arms: list[str],
+    plain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The plain script and every arm on every seed of one workload: samples/s, accuracy and
-    per-row correctness."""
+    per-row correctness; with `plain` (`earlier_plain`), the plain script's runs come from there."""
     with tempfile.TemporaryDirectory(prefix="bench-ablation-") as tmp:
         cache = Path(tmp) / "cache"  # tokenized once per length rule; each arm and seed its own training
         files = runner.files(Path(tmp), spec, args)
@@ -108,7 +113,37 @@ def train_arms(
             raw = arm_params(runner.params(work, spec, args, cache, seed), who, args.precision or "fp32")
             return refinery_trained(runner.refinery, work, raw, env, f"{who}, seed {seed}")
 
-        return train_in_rotation([PLAIN, *arms], args.seeds, Path(tmp), train_one)
+        if plain is None:
+            return train_in_rotation([PLAIN, *arms], args.seeds, Path(tmp), train_one)
+        trained = train_in_rotation(arms, args.seeds, Path(tmp), train_one)
+    if trained["rows"] != plain["rows"]:
+        raise SystemExit(f"--plain-from {args.plain_from}: other test rows than this run's")
+    return {**trained, "runs": {PLAIN: plain["runs"], **trained["runs"]}, "plain_from": args.plain_from}
+
+
+def earlier_plain(args: argparse.Namespace, name: str, results: dict[str, Any]) -> dict[str, Any]:
+    """The plain script's runs on workload `name` from an earlier ablation (`--plain-from`): its rows
+    and per-seed runs, refused unless it ran the same seeds, epochs and subset on this CPU and torch
+    (the plain script does not depend on Refinery's defaults, so its runs stay valid when they change)."""
+    path = args.plain_from
+    try:
+        earlier = json.loads(Path(path).read_text(encoding="utf-8"))
+        workload = earlier["ablation"][name]
+        runs = workload["runs"][PLAIN]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(
+            f"--plain-from: {path}: no plain-script runs of {name} in an ablation ({exc})"
+        ) from exc
+    for key in ("cpu", "cores", "torch"):
+        if earlier.get(key) != results[key]:
+            raise SystemExit(
+                f"--plain-from: {path} ran on {key} {earlier.get(key)}, this ablation on {results[key]}"
+            )
+    for key in ("seeds", "epochs", "quick"):
+        if earlier["args"].get(key) != getattr(args, key):
+            given = earlier["args"].get(key)
+            raise SystemExit(f"--plain-from: {path} has {key} {given}, this ablation {getattr(args, key)}")
+    return {"rows": workload["rows"], "runs": runs}
 
 
 def summarize_arms(workload: dict[str, Any], cfg: ChampionGateConfig) -> dict[str, dict[str, Any]]:
@@ -154,6 +189,8 @@ def ablation_table(results: dict[str, Any]) -> str:
         ]
         for who, row in workload["summary"].items():
             what = "— (the plain Trainer script)" if who == PLAIN else ARMS[who][0]
+            if who == PLAIN and workload.get("plain_from"):
+                what = f"— (the plain Trainer script; its runs from {Path(workload['plain_from']).name})"
             versus = "—" if who in (PLAIN, DEFAULTS) else _interval(row["vs_defaults"])
             costs = "**yes**" if row["default_costs_accuracy"] else "no"
             costs = "—" if who in (PLAIN, DEFAULTS) else costs
@@ -199,7 +236,8 @@ def run_ablation(
     named = out.with_name(f"{out.name}-ablation-{'-'.join(names)}")
     table = ""
     for name in names:
-        trained = train_arms(specs[name], args, env, runner, arms)
+        plain = earlier_plain(args, name, results) if args.plain_from else None
+        trained = train_arms(specs[name], args, env, runner, arms, plain)
         results["ablation"][name] = {**trained, "summary": summarize_arms(trained, cfg)}
         named.with_suffix(".json").write_text(json.dumps(results, indent=2))  # each workload as it ends
         named.with_suffix(".md").write_text(table := ablation_table(results))

@@ -270,6 +270,12 @@ def main() -> None:
         "(benchmarks/ablation.py)",
     )
     parser.add_argument("--ablation-arms", default=",".join(ARMS), help="ablation: arms")
+    parser.add_argument(
+        "--plain-from",
+        default=None,
+        metavar="FILE",
+        help="ablation: the plain script's runs from an earlier ablation's JSON (same seeds, epochs, CPU)",
+    )
     parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro re-run")
     parser.add_argument("--quick", action="store_true", help="small subsets: checks the harness, not speed")
     parser.add_argument("--sweep-dataset", choices=["banking77", "sst2", "emotion"], default="banking77")

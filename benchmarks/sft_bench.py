@@ -103,14 +103,16 @@ def prompt_completion(messages_json: Iterable[str]) -> list[dict[str, Any]]:
 
 def padding_orders(lengths: Sequence[int], batch_size: int, seed: int) -> dict[str, float]:
     """Padded tokens per real token of one epoch's batches: in random order (TRL's default) and
-    length-grouped (Refinery's `train.group_by_length`, transformers' own grouping)."""
-    from transformers.trainer_pt_utils import get_length_grouped_indices
+    length-grouped (Refinery's `train.group_by_length` with its default `train.length_group_batches`)."""
+    from tasks.core.config import TrainConfig
+    from tasks.training.sampling import length_grouped_indices
 
     sizes = np.asarray(lengths)
     real = max(int(sizes.sum()), 1)
     generator = torch.Generator().manual_seed(seed)
     shuffled = torch.randperm(len(sizes), generator=generator).numpy()
-    grouped = np.asarray(get_length_grouped_indices(sizes.tolist(), batch_size, generator=generator))
+    group = TrainConfig().length_group_batches
+    grouped = np.asarray(length_grouped_indices(sizes.tolist(), batch_size, group, generator=generator))
     return {
         "random": padded_tokens(sizes, shuffled, batch_size) / real,
         "length_grouped": padded_tokens(sizes, grouped, batch_size) / real,

@@ -246,7 +246,7 @@ def test_parallel_trials_keep_accelerates_state_while_another_trial_starts(
     from tasks.training.accelerator_state import shared_accelerator_state
     from tasks.training.arguments import training_arguments
 
-    cfg = TrainConfig(base_model=str(tiny_base_model), max_steps=1, progress_bars=False)
+    cfg = TrainConfig(base_model=str(tiny_base_model), max_steps=1, progress_bars=False, precision="fp32")
 
     def first_trial_then_a_second_starts(name: str) -> Trainer:
         model = AutoModelForSequenceClassification.from_pretrained(tiny_base_model, num_labels=2)

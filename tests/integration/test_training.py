@@ -166,9 +166,11 @@ def test_a_compiled_model_trains_and_saves_plain_weights(tmp_path: Path, tiny_ba
     from tasks.models.lora import save_trained
 
     tokenized, labels = _tokenized(tiny_base_model)
+    # fp32 pinned: under bf16, accelerate wraps trainer.model's forward in autocast, and the
+    # comparison below is between the saved weights and the trained ones, not between precisions
     cfg = TrainConfig(
         base_model=str(tiny_base_model), epochs=1, batch_size=16, early_stopping_patience=None,
-        progress_bars=False, torch_compile=True,
+        progress_bars=False, torch_compile=True, precision="fp32",
     )  # fmt: skip
     trainer, summary = train_classifier(
         tokenized, load_tokenizer(tiny_base_model), tiny_base_model, labels, cfg, tmp_path / "ckpt"
@@ -185,3 +187,36 @@ def test_a_compiled_model_trains_and_saves_plain_weights(tmp_path: Path, tiny_ba
     with torch.inference_mode():
         expected = trainer.model.eval()(**batch).logits
         assert torch.allclose(reloaded.eval()(**batch).logits, expected, atol=1e-5)
+
+
+def test_the_trainer_draws_length_grouped_batches_in_random_order(
+    tmp_path: Path, tiny_base_model: Path
+) -> None:
+    from torch.utils.data import RandomSampler
+    from transformers import DataCollatorWithPadding
+
+    from tasks.task_types.classification.training import load_base_model
+    from tasks.training.arguments import training_arguments
+    from tasks.training.sampling import LengthGroupedTrainer, ShuffledLengthGroupedSampler
+
+    tokenized, labels = _tokenized(tiny_base_model)
+    train = tokenized["train"]
+    cfg = TrainConfig(
+        base_model=str(tiny_base_model), batch_size=8, gradient_accumulation_steps=2, length_group_batches=3,
+        progress_bars=False, precision="fp32",
+    )  # fmt: skip
+    trainer = LengthGroupedTrainer(
+        length_group_batches=cfg.length_group_batches,
+        model=load_base_model(tiny_base_model, labels, cfg.lora),
+        args=training_arguments(cfg, tmp_path / "grouped", evaluate=False),
+        train_dataset=train,
+        data_collator=DataCollatorWithPadding(load_tokenizer(tiny_base_model)),
+    )
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, ShuffledLengthGroupedSampler)
+    assert (sampler.batch_size, sampler.group_batches) == (16, 3)  # groups the accumulated batch
+    first = next(iter(trainer.get_train_dataloader()))
+    assert first["input_ids"].shape[1] == max(len(ids) for ids in train["input_ids"])  # longest first
+    random = TrainConfig(base_model=str(tiny_base_model), group_by_length=False, progress_bars=False)
+    trainer.args = training_arguments(random, tmp_path / "random", evaluate=False)
+    assert isinstance(trainer._get_train_sampler(), RandomSampler)

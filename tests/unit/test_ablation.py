@@ -4,6 +4,7 @@ script's rows with Refinery's, which default is found to cost accuracy, the tabl
 from __future__ import annotations
 
 import argparse
+import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from benchmarks.ablation import (
     ablation_plan,
     ablation_table,
     arm_params,
+    earlier_plain,
     plain_correctness,
     summarize_arms,
     train_arms,
@@ -139,6 +141,41 @@ def test_a_default_that_costs_accuracy_is_found_against_the_plain_script(tmp_pat
     row = next(line for line in table.splitlines() if line.startswith("| no_best_model |"))
     assert row.endswith("| **yes** |") and f"{summary['no_best_model']['delta'] * 100:+.2f} [" in row
     assert "train.precision fp32" in table
+
+
+def test_the_plain_scripts_runs_come_from_an_earlier_ablation_on_the_same_machine(tmp_path: Path) -> None:
+    accuracy = {"plain": 0.85, "refinery": 0.84, "length_groups_of_8": 0.85}
+    first = train_arms(
+        {}, argparse.Namespace(seeds=3, precision=None), {}, _fake_runner(tmp_path, accuracy, []), []
+    )
+    machine = {"cpu": "AMD EPYC", "cores": 2, "torch": "2.13.0+cpu"}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({**machine, "args": {"seeds": 3, "epochs": 3.0, "quick": False},
+                                   "ablation": {"sst2": first}}))  # fmt: skip
+    args = argparse.Namespace(seeds=3, epochs=3.0, quick=False, precision=None, plain_from=str(earlier))
+    calls: list[tuple[str, int]] = []
+    plain = earlier_plain(args, "sst2", dict(machine))
+    trained = train_arms(
+        {}, args, {}, _fake_runner(tmp_path, accuracy, calls), ["refinery", "length_groups_of_8"], plain
+    )
+    assert "plain" not in {who for who, _ in calls} and len(calls) == 6  # the plain script did not train
+    assert trained["runs"]["plain"] == first["runs"]["plain"] and trained["plain_from"] == str(earlier)
+    summary = summarize_arms(trained, GATE)
+    results = {
+        "date": "2026-12-01", "host": "vm", **machine, "args": {"seeds": 3, "epochs": 3.0, "precision": None},
+        "bootstrap": {"resamples": GATE.resamples, "confidence": GATE.confidence},
+        "ablation": {"sst2": {**trained, "summary": summary}},
+    }  # fmt: skip
+    assert "| plain | — (the plain Trainer script; its runs from earlier.json)" in ablation_table(results)
+    with pytest.raises(SystemExit, match="ran on torch 2.13.0\\+cpu, this ablation on 2.14.0"):
+        earlier_plain(args, "sst2", {**machine, "torch": "2.14.0"})
+    with pytest.raises(SystemExit, match="has seeds 3, this ablation 5"):
+        earlier_plain(argparse.Namespace(**{**vars(args), "seeds": 5}), "sst2", dict(machine))
+    with pytest.raises(SystemExit, match="no plain-script runs of banking77"):
+        earlier_plain(args, "banking77", dict(machine))
+    plain["rows"] = plain["rows"][1:]
+    with pytest.raises(SystemExit, match="other test rows than this run's"):
+        train_arms({}, args, {}, _fake_runner(tmp_path, accuracy, []), ["refinery"], plain)
 
 
 def test_the_plan_refuses_an_unknown_arm_and_always_keeps_the_defaults() -> None:

@@ -31,6 +31,7 @@ from tasks.models.lora import ADAPTER_DIR, apply_lora, quantization_config, save
 from tasks.task_types.causal_lm.templating import IGNORE, load_chat_tokenizer
 from tasks.training.arguments import argument_values, early_stopping, evaluates
 from tasks.training.checkpoints import fit
+from tasks.training.sampling import LengthGroupedTrainerMixin
 
 
 def load_causal_model(
@@ -72,6 +73,10 @@ def sft_config(
     )
 
 
+class LengthGroupedSFTTrainer(LengthGroupedTrainerMixin, SFTTrainer):
+    """TRL's `SFTTrainer` with Refinery's length-grouped batches in random order (training/sampling.py)."""
+
+
 def train_causal_lm(
     tokenized: DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
@@ -90,7 +95,8 @@ def train_causal_lm(
     # packs as long as the longest train example: max_length, unless tokenize.max_length is longer
     longest = max((len(ids) for ids in tokenized["train"]["input_ids"]), default=0)
     evaluate = evaluates(len(tokenized["validation"]))
-    trainer = SFTTrainer(
+    trainer = LengthGroupedSFTTrainer(
+        length_group_batches=cfg.length_group_batches,
         model=load_causal_model(model_dir, tokenizer, cfg),
         args=sft_config(cfg, output_dir, longest if packing else None, evaluate),
         train_dataset=tokenized["train"],

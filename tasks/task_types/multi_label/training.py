@@ -33,6 +33,7 @@ from tasks.task_types.multi_label.metrics import choose_thresholds, multi_label_
 from tasks.tokenization.cache import load_tokenized, tokenized_meta
 from tasks.training.arguments import early_stopping, evaluates, training_arguments
 from tasks.training.checkpoints import fit
+from tasks.training.sampling import LengthGroupedTrainer
 
 
 def load_base_model(
@@ -110,7 +111,8 @@ def train_multi_label(
     """Train (resuming an interrupted run in `output_dir`), return the trainer and a summary."""
     set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
     evaluate = evaluates(len(tokenized["validation"]))
-    trainer = Trainer(
+    trainer = LengthGroupedTrainer(
+        length_group_batches=cfg.length_group_batches,
         model=load_base_model(model_dir, labels, cfg.lora, label_priors(tokenized["train"])),
         args=training_arguments(cfg, output_dir, evaluate),
         train_dataset=tokenized["train"],

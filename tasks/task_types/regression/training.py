@@ -27,6 +27,7 @@ from tasks.task_types.regression.metrics import regression_metrics
 from tasks.task_types.regression.records import target_scale
 from tasks.training.arguments import early_stopping, evaluates, training_arguments
 from tasks.training.checkpoints import fit
+from tasks.training.sampling import LengthGroupedTrainer
 
 
 def load_base_model(
@@ -87,7 +88,8 @@ def train_regressor(
     set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
     scale = target_scale(np.asarray(tokenized["train"].with_format(None)["labels"], dtype=np.float64))
     evaluate = evaluates(len(tokenized["validation"]))
-    trainer = Trainer(
+    trainer = LengthGroupedTrainer(
+        length_group_batches=cfg.length_group_batches,
         model=load_base_model(model_dir, target, scale, cfg.lora),
         args=training_arguments(cfg, output_dir, evaluate),
         train_dataset=tokenized["train"],

@@ -26,6 +26,7 @@ from tasks.models.lora import apply_lora, quantization_config
 from tasks.task_types.token_classification.evaluation import entity_metrics, word_tags
 from tasks.training.arguments import early_stopping, evaluates, training_arguments
 from tasks.training.checkpoints import fit
+from tasks.training.sampling import LengthGroupedTrainer
 
 
 def load_base_model(model_dir: Path, labels: list[str], lora: LoraSettings) -> PreTrainedModel:
@@ -67,7 +68,8 @@ def train_token_classifier(
     """Train (resuming an interrupted run in `output_dir`), return the trainer and a summary."""
     set_seed(cfg.seed)  # the new head is initialised here, before the Trainer seeds: reproducible runs
     evaluate = evaluates(len(tokenized["validation"]))
-    trainer = Trainer(
+    trainer = LengthGroupedTrainer(
+        length_group_batches=cfg.length_group_batches,
         model=load_base_model(model_dir, labels, cfg.lora),
         args=training_arguments(cfg, output_dir, evaluate),
         train_dataset=tokenized["train"],
