@@ -27,16 +27,19 @@ def test_every_row_once_the_longest_batch_first_and_the_short_batch_last() -> No
     assert [len(b) for b in batches] == [32] * 31 + [11]  # a drop_last loader drops 11 rows, no full batch
 
 
-def test_batches_pad_less_the_larger_the_groups() -> None:
-    padded = {
-        k: _padded(length_grouped_indices(LENGTHS, 32, k, torch.Generator().manual_seed(0)), LENGTHS, 32)
-        for k in (1, 4, 32)
-    }
+def test_batches_pad_less_the_larger_the_groups_of_at_most_a_quarter_of_the_rows() -> None:
+    def padded(groups: int, lengths: list[int] = LENGTHS) -> int:
+        return _padded(
+            length_grouped_indices(lengths, 32, groups, torch.Generator().manual_seed(0)), lengths, 32
+        )
+
     shuffled = _padded(
         torch.randperm(len(LENGTHS), generator=torch.Generator().manual_seed(0)).tolist(), LENGTHS, 32
     )
-    assert padded[32] < padded[4] < padded[1] <= shuffled * 1.05
-    assert padded[32] < 1.05 * sum(LENGTHS)  # one group: sorted batches, next to no padding
+    assert padded(7) < padded(2) < padded(1) <= shuffled * 1.05
+    assert padded(50) == padded(7)  # 1003 rows: groups of at most 7 batches of 32 (a quarter of the rows)
+    many = LENGTHS * 8  # 8024 rows: groups of 50 batches fit
+    assert padded(50, many) < padded(7, many) and padded(50, many) < 1.05 * sum(many)
 
 
 def test_the_batch_order_is_random_not_longest_to_shortest() -> None:
@@ -44,7 +47,7 @@ def test_the_batch_order_is_random_not_longest_to_shortest() -> None:
     shortest batch of the epoch lands anywhere, and seldom at the end."""
     last_is_shortest, positions = 0, []
     for seed in range(60):
-        order = length_grouped_indices(LENGTHS[:992], 32, 31, torch.Generator().manual_seed(seed))
+        order = length_grouped_indices(LENGTHS[:992], 32, 7, torch.Generator().manual_seed(seed))
         longest_rows = [max(LENGTHS[i] for i in b) for b in _batches(order, 32)]
         shortest = longest_rows.index(min(longest_rows))
         positions.append(shortest)
