@@ -33,7 +33,7 @@ import pandas as pd
 import yaml
 
 from benchmarks.measures import REPO, row_correctness
-from benchmarks.precision_study import refinery_trained, summarize, train_in_rotation
+from benchmarks.precision_study import refinery_trained, same_setup, summarize, train_in_rotation
 from tasks.core.config import ChampionGateConfig, parse_params
 from tasks.task_types.classification.comparison import read_predictions
 
@@ -134,15 +134,7 @@ def earlier_plain(args: argparse.Namespace, name: str, results: dict[str, Any]) 
         raise SystemExit(
             f"--plain-from: {path}: no plain-script runs of {name} in an ablation ({exc})"
         ) from exc
-    for key in ("cpu", "cores", "torch"):
-        if earlier.get(key) != results[key]:
-            raise SystemExit(
-                f"--plain-from: {path} ran on {key} {earlier.get(key)}, this ablation on {results[key]}"
-            )
-    for key in ("seeds", "epochs", "quick"):
-        if earlier["args"].get(key) != getattr(args, key):
-            given = earlier["args"].get(key)
-            raise SystemExit(f"--plain-from: {path} has {key} {given}, this ablation {getattr(args, key)}")
+    same_setup(earlier, f"--plain-from: {path}", "ablation", args, results)
     return {"rows": workload["rows"], "runs": runs}
 
 

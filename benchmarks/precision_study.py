@@ -276,6 +276,20 @@ def study_plan(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return variants, names
 
 
+def same_setup(
+    earlier: dict[str, Any], source: str, this: str, args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    """Exit with one line unless an earlier results file (`source`: the option and its path) ran on
+    this CPU and torch with these seeds, epochs and subsets: its runs pair with this run's only then."""
+    for key in ("cpu", "cores", "torch"):
+        if earlier.get(key) != results[key]:
+            raise SystemExit(f"{source} ran on {key} {earlier.get(key)}, this {this} on {results[key]}")
+    given = earlier["args"]
+    for key in ("seeds", "epochs", "quick"):
+        if given.get(key) != getattr(args, key):
+            raise SystemExit(f"{source} has {key} {given.get(key)}, this {this} {getattr(args, key)}")
+
+
 def load_studies(
     paths: list[str], variants: list[str], args: argparse.Namespace, results: dict[str, Any]
 ) -> dict[str, Any]:
@@ -290,17 +304,7 @@ def load_studies(
             raise SystemExit(f"--study-from: {path}: {exc}") from exc
         if not isinstance(earlier, dict) or not earlier.get("precision_study"):
             raise SystemExit(f"--study-from: {path} holds no precision study")
-        for key in ("cpu", "cores", "torch"):
-            if earlier.get(key) != results[key]:
-                raise SystemExit(
-                    f"--study-from: {path} ran on {key} {earlier.get(key)}, this study on {results[key]}"
-                )
-        given = earlier["args"]
-        for key in ("seeds", "epochs", "quick"):
-            if given.get(key) != getattr(args, key):
-                raise SystemExit(
-                    f"--study-from: {path} has {key} {given.get(key)}, this study {getattr(args, key)}"
-                )
+        same_setup(earlier, f"--study-from: {path}", "study", args, results)
         for name, study in earlier["precision_study"].items():
             if sorted(study["runs"]) != sorted(variants):
                 raise SystemExit(
