@@ -122,8 +122,8 @@ class TrainConfig(_Section):
     seed: int = 42
     gradient_accumulation_steps: int = Field(1, gt=0)
     group_by_length: bool = True  # batches of rows of similar length, in random order (training/sampling.py)
-    # batches per length group: fewer mix lengths more within a batch and pad more (50: 5 % padding on
-    # BANKING77 and the SST-2 subset, random batches pad 190 %)
+    # batches per length group (at most a quarter of the rows): fewer mix lengths more within a batch
+    # and pad more (50: 5 % padding on BANKING77, random batches pad 190 %)
     length_group_batches: int = Field(50, ge=1)
     # auto: bf16 autocast on CUDA (fp16 on GPUs without bf16); on a CPU the precision study's choice
     # (tasks/training/precision_study.json), fp32 without one. The variants: tasks/training/precision.py.

@@ -38,19 +38,13 @@ def length_grouped_indices(
     for start in range(0, len(order), group):
         rows = sorted(order[start : start + group], key=lambda i: lengths[i], reverse=True)
         batches += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    full = [b for b in batches if len(b) == batch_size]
-    partial = [b for b in batches if len(b) < batch_size]  # at most one per group: the rows left over
-    rest = [i for b in partial for i in b]
-    if rest:  # the groups' leftovers, regrouped by length into full batches and at most one short one
-        rest.sort(key=lambda i: lengths[i], reverse=True)
-        regrouped = [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
-        full += [b for b in regrouped if len(b) == batch_size]
-        partial = [b for b in regrouped if len(b) < batch_size]
-    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    # groups are whole batches, so only the last group can end in a short batch: it stays last
+    short = batches.pop() if batches and len(batches[-1]) < batch_size else []
+    shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     if shuffled:  # the batch holding the longest row goes first
         longest = max(range(len(shuffled)), key=lambda b: lengths[shuffled[b][0]])
         shuffled[0], shuffled[longest] = shuffled[longest], shuffled[0]
-    return [i for b in [*shuffled, *partial] for i in b]
+    return [i for b in [*shuffled, short] for i in b]
 
 
 class ShuffledLengthGroupedSampler(Sampler[int]):
