@@ -94,9 +94,9 @@ def refinery_params(
 ) -> dict[str, Any]:
     """params.yaml of the default job, pointed at a workload, with fresh caches (a first run)."""
     raw: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"].update(
-        train_path=spec["train"],
-        test_path=spec["test"],
+    raw["data"].update(  # absolute: the rows' source_file then matches the plain script's (split_files)
+        train_path=str(REPO / spec["train"]),
+        test_path=str(REPO / spec["test"]),
         label_column=spec["label"],
         labels_path=None,
         format=spec["format"],

@@ -166,12 +166,20 @@ def plain_train_file(work: Path, raw: dict[str, Any]) -> Path:
     return path
 
 
-def run_refinery(run_dir: Path, params_path: Path, env: dict[str, str]) -> dict[str, float]:
-    """`refinery run` of the SFT job: wall, peak RSS, non-padding tokens/s of its training."""
+def run_refinery(run_dir: Path, params_path: Path, env: dict[str, str], train_step_only: bool = False
+                 ) -> dict[str, float]:  # fmt: skip
+    """`refinery run` of the SFT job: wall, peak RSS, non-padding tokens/s of its training.
+
+    `train_step_only`: the train step alone (`python -m tasks.steps.training`, as DVC runs it) on a run
+    directory whose validate and tokenize steps ran before (benchmarks/sft_gpu.py: on a GPU machine
+    without MLflow, Prefect or Great Expectations); its wall time is then the train step's.
+    """
     from tasks.core.layout import RunLayout
     from tasks.tokenization.cache import load_tokenized
 
     command = [str(BIN / "refinery"), "run", "--params", str(params_path), "--workdir", str(run_dir)]
+    if train_step_only:
+        command = [sys.executable, "-m", "tasks.steps.training", *command[2:]]
     wall, rss, _ = measured(command, env, cwd=params_path.parent)  # MLflow's ./mlruns: in the scratch dir
     layout = RunLayout(run_dir)
     train = json.loads(layout.train_metrics.read_text())
@@ -234,17 +242,21 @@ def device_peak(precision: str, cpu_peaks: dict[str, float]) -> dict[str, Any]:
     return {"device": "cpu", "precision": precision, "peak_flops": cpu_peaks[precision]}
 
 
-def run_sft_workload(
-    work: Path, setup: SftSetup, env: dict[str, str], cpu_peaks: dict[str, float]
-) -> dict[str, Any]:
-    """Every mode, Refinery and the plain script alternately, `setup.repeats` times."""
+def run_sft_workload(work: Path, setup: SftSetup, env: dict[str, str], cpu_peaks: dict[str, float],
+                     train_step_only: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Every mode, Refinery and the plain script alternately, `setup.repeats` times.
+
+    `train_step_only`: Refinery's side is its train step on the run directories `prepare_train_steps`
+    validated and tokenized (`run_refinery`).
+    """
     from tasks.models.gguf import CACHE_ENV, default_cache_root, packaged_model_dir
 
     # one converted SmolLM2 for every process, whatever its working directory
     cache = Path(env.get(CACHE_ENV) or default_cache_root()).absolute()
     env = {**env, CACHE_ENV: str(cache)}
     model = packaged_model_dir("smollm2-135m", cache)
-    files = sample_data(work, setup)
+    # the train step's run directories were prepared from files sampled then (BANKING77 may not be here)
+    files = (work / "sft_train.csv", work / "sft_test.csv") if train_step_only else sample_data(work, setup)
     config = json.loads((model / "config.json").read_text())
     precision = plain_precision(sft_params(work, files, setup, False, 42))
     result: dict[str, Any] = {
@@ -266,7 +278,8 @@ def run_sft_workload(
                 if who == "plain":
                     runs["plain"].append(run_plain(work, train_file, model, raw, MODES[mode], 42 + i, env))
                 else:
-                    runs["refinery"].append(run_refinery(work / f"refinery-{mode}-{i}", params_path, env))
+                    run_dir = work / f"refinery-{mode}-{i}"
+                    runs["refinery"].append(run_refinery(run_dir, params_path, env, train_step_only))
             if i == 0 and mode == setup.modes[0]:
                 lengths = [len(ids) for ids in tokenized_train_ids(work / f"refinery-{mode}-{i}")]
                 result["padding"] = padding_orders(lengths, int(raw["train"]["batch_size"]), 42)
@@ -279,6 +292,27 @@ def run_sft_workload(
         }
         result["modes"][mode] = {"runs": runs, "median": median}
     return result
+
+
+def prepare_train_steps(work: Path, setup: SftSetup) -> None:
+    """Validate and tokenize every run directory of `run_sft_workload(..., train_step_only=True)`.
+
+    The same sampled files, params and paths that run will write again (they are deterministic), so
+    `work` must be at the same absolute path where the train steps run.
+    """
+    from tasks.core.config import parse_params
+    from tasks.core.layout import RunLayout
+    from tasks.steps import tokenization, validation
+
+    files = sample_data(work, setup)
+    for mode in setup.modes:
+        for i in range(setup.repeats):
+            raw = sft_params(work, files, setup, MODES[mode], 42 + i)
+            params = parse_params(raw, f"sft params {mode} {i}")
+            layout = RunLayout(work / f"refinery-{mode}-{i}")
+            validation.run_step(params, layout)
+            tokenization.run_step(params, layout)
+            print(f"[sft] prepared {mode} repeat {i + 1}/{setup.repeats}", file=sys.stderr)
 
 
 def tokenized_train_ids(run_dir: Path) -> list[list[int]]:

@@ -6,6 +6,7 @@ with SmolLM2's own chat template (from the GGUF) everywhere."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -17,6 +18,8 @@ from tasks.core.layout import RunLayout
 from tasks.models.gguf import CACHE_ENV
 from tasks.task_types.causal_lm.templating import DEFAULT_CHAT_TEMPLATE, load_chat_tokenizer
 from tests.integration.conftest import SMOLLM2, Converted, banking_sample, tiny_params
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~4 CPU-min with the conversion (16 min at load 20)
 
@@ -72,3 +75,31 @@ def test_smollm2_lora_sft_learns_and_answers_through_mlflow_pyfunc(
     assert [str(a).strip() for a in answers] == table["output"].tolist()
     stored = mlflow.models.get_model_info("models:/smollm2-sft@challenger").metadata or {}
     assert stored["prompt_template"].startswith("<|im_start|>system\n")  # SmolLM2's template around {prompt}
+
+
+def test_the_gpu_harness_trains_the_prepared_runs_without_banking77_there(
+    tmp_path: Path, smollm2: Converted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/sft_gpu.py's two halves on one machine: `prepare` (sample, validate, tokenize), then
+    the measuring loop with Refinery's train step alone, as on a GPU machine that has neither Great
+    Expectations nor BANKING77 (the sampling would fail there), against the plain TRL script."""
+    from benchmarks import sft_bench
+
+    monkeypatch.setenv(CACHE_ENV, str(smollm2.directory.parent))
+    setup = sft_bench.SftSetup(48, 8, ("padded",), 1, 8, "fp32")  # 43 train rows: 3 steps of 16
+    sft_bench.prepare_train_steps(tmp_path, setup)
+    assert (tmp_path / "refinery-padded-0" / "tokenized").is_dir()
+
+    def no_sampling(*_: object) -> None:
+        raise AssertionError("the measuring half sampled BANKING77 again")
+
+    monkeypatch.setattr(sft_bench, "sample_data", no_sampling)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = sft_bench.run_sft_workload(tmp_path, setup, env, {"fp32": 1e11}, train_step_only=True)
+
+    assert result["precision"] == "fp32" and result["train_examples"] == 43
+    median = result["modes"]["padded"]["median"]
+    assert median["refinery"]["steps"] == median["plain"]["steps"] == 3
+    assert median["refinery"]["train_tokens"] > 0 and median["plain"]["train_tokens"] > 0
+    assert not (tmp_path / "refinery-padded-0").exists()  # measured, then removed
+    assert "padded: tokens_per_s" in sft_bench.sft_table(result)

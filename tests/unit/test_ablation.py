@@ -187,3 +187,17 @@ def test_the_plan_refuses_an_unknown_arm_and_always_keeps_the_defaults() -> None
     assert plan(workloads="emotion")[1] == ["emotion"]
     with pytest.raises(SystemExit, match="--ablation-arms: no_dropout; give arms of refinery, "):
         plan(ablation_arms="no_best_model,no_dropout")
+
+
+def test_refinery_reads_the_workloads_files_by_the_paths_the_plain_scripts_rows_name(tmp_path: Path) -> None:
+    """BANKING77's workload names its files relative to the repository: Refinery must get them absolute,
+    or its rows (`data/...:12`) never pair with the plain script's (`/.../data/...:12`)."""
+    from benchmarks.run import refinery_params, split_files, workloads
+
+    spec = workloads(False)["banking77"]
+    assert not Path(spec["test"]).is_absolute()
+    args = argparse.Namespace(epochs=1, precision=None)
+    raw = refinery_params(tmp_path, spec, args, tmp_path / "cache")
+    _, test_csv = split_files(tmp_path, spec, args)
+    assert set(pd.read_csv(test_csv, dtype=str)["source_file"]) == {raw["data"]["test_path"]}
+    assert Path(raw["data"]["train_path"]).is_absolute()
