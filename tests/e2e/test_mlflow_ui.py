@@ -84,6 +84,7 @@ def test_runs_compare_view_and_champion_alias(
     from playwright.sync_api import Browser, expect
 
     assert isinstance(browser, Browser)
+    expect.set_options(timeout=TIMEOUT_MS)  # assertions have their own 5 s default, apart from the page's
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     url = stack_up.stack.mlflow_url
     client = MlflowClient(tracking_uri=url)
