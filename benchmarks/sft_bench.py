@@ -297,8 +297,8 @@ def run_sft_workload(work: Path, setup: SftSetup, env: dict[str, str], cpu_peaks
 def prepare_train_steps(work: Path, setup: SftSetup) -> None:
     """Validate and tokenize every run directory of `run_sft_workload(..., train_step_only=True)`.
 
-    The same sampled files, params and paths that run will write again (they are deterministic), so
-    `work` must be at the same absolute path where the train steps run.
+    That run reads the files sampled here and writes the same params again (they are deterministic,
+    absolute paths included), so `work` must be at the same absolute path where the train steps run.
     """
     from tasks.core.config import parse_params
     from tasks.core.layout import RunLayout
