@@ -57,16 +57,20 @@ class SftSetup:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SftSetup:
-        modes = tuple(args.sft_modes.split(","))
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise SystemExit(
-                f"--sft-modes: unknown mode(s) {', '.join(unknown)}; modes are {', '.join(MODES)}"
-            )
+        modes = checked_modes(args.sft_modes, "--sft-modes")
         if args.quick:  # a smoke: 3 steps of 16, eight test rows
             return cls(48, 8, modes, args.repeats, 8, args.precision)
         rows = args.sft_train_samples, args.sft_test_samples
         return cls(*rows, modes, args.repeats, args.sft_test_samples, args.precision)
+
+
+def checked_modes(text: str, option: str) -> tuple[str, ...]:
+    """The comma-separated modes of `option`, each one of MODES."""
+    modes = tuple(text.split(","))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"{option}: unknown mode(s) {', '.join(unknown)}; modes are {', '.join(MODES)}")
+    return modes
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ the plain script's its whole process (it tokenizes too).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -32,16 +33,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.measures import gemm_flops  # noqa: E402
-from benchmarks.sft_bench import MODES, SftSetup, prepare_train_steps, run_sft_workload, sft_table  # noqa: E402
+from benchmarks.sft_bench import SftSetup, checked_modes, prepare_train_steps, run_sft_workload, sft_table  # noqa: E402
 from tasks.models.gguf import CACHE_ENV  # noqa: E402
 
 
 def gpu_setup(args: argparse.Namespace) -> SftSetup:
     """The same sizes, modes and repeats in both actions (the run directories' names depend on them)."""
-    modes = tuple(args.modes.split(","))
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise SystemExit(f"--modes: unknown mode(s) {', '.join(unknown)}; modes are {', '.join(MODES)}")
+    modes = checked_modes(args.modes, "--modes")
     return SftSetup(args.train_samples, args.test_samples, modes, args.repeats, args.test_samples, None)
 
 
@@ -63,8 +61,7 @@ def measure(root: Path, setup: SftSetup, out: Path) -> dict:
         cpu_peaks = {"fp32": gemm_flops(torch.float32), "bf16": gemm_flops(torch.bfloat16)}
     report: dict = {}
     for mode in setup.modes:
-        one = SftSetup(setup.train_samples, setup.test_samples, (mode,), setup.repeats,
-                       setup.generation_examples, setup.precision)  # fmt: skip
+        one = dataclasses.replace(setup, modes=(mode,))
         result = run_sft_workload(root, one, env, cpu_peaks, train_step_only=True)
         modes = {**report.get("modes", {}), **result["modes"]}
         report = {**report, **result, "modes": modes}
